@@ -1,0 +1,76 @@
+"""Settings, built once from ``ACTIVITYFEED_*`` variables and CLI flags (never at import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_SQLITE_FILE = "activityfeed.db"
+
+
+def default_database_url(folder: Path | None = None) -> str:
+    """A SQLite file in the working folder: the zero-set-up default."""
+    path = (folder or Path.cwd()) / DEFAULT_SQLITE_FILE
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with the defaults an operator gets out of the box."""
+
+    database_url: str = field(default_factory=default_database_url)
+    #: Undo of a settings change is offered this long after it (PRODUCT.md: one hour).
+    undo_window_seconds: int = 3600
+    #: A session dies after this long without a request ...
+    session_idle_seconds: int = 12 * 3600
+    #: ... and after this long whatever happens.
+    session_absolute_seconds: int = 30 * 24 * 3600
+    #: Mark the session cookie Secure; also turned on per request behind HTTPS.
+    cookie_secure: bool = False
+    #: Login failures allowed within ``login_window_seconds`` before 429.
+    login_max_failures_per_account: int = 10
+    login_max_failures_per_address: int = 50
+    login_window_seconds: int = 300
+    #: Largest request body accepted, in bytes (a batch of 1000 events fits easily).
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: Largest ``metadata`` object of one event, serialised, in bytes.
+    max_metadata_bytes: int = 16 * 1024
+    #: Extra origins (scheme://host[:port]) allowed to send state-changing requests.
+    trusted_origins: tuple[str, ...] = ()
+    #: Folder for uploads and the default SQLite file.
+    data_dir: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: object
+    ) -> Settings:
+        """Read ``ACTIVITYFEED_*`` variables; keyword overrides (CLI flags) win over them."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if url := env.get("ACTIVITYFEED_DATABASE_URL"):
+            values["database_url"] = url
+        int_vars = {
+            "undo_window_seconds": "ACTIVITYFEED_UNDO_WINDOW_SECONDS",
+            "session_idle_seconds": "ACTIVITYFEED_SESSION_IDLE_SECONDS",
+            "session_absolute_seconds": "ACTIVITYFEED_SESSION_ABSOLUTE_SECONDS",
+            "max_body_bytes": "ACTIVITYFEED_MAX_BODY_BYTES",
+        }
+        for name, var in int_vars.items():
+            if (raw := env.get(var)) is not None:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be a whole number, not {raw!r}") from None
+        if (raw := env.get("ACTIVITYFEED_COOKIE_SECURE")) is not None:
+            values["cookie_secure"] = raw.strip().lower() in {"1", "true", "yes", "on"}
+        if raw := env.get("ACTIVITYFEED_TRUSTED_ORIGINS"):
+            values["trusted_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
+        if raw := env.get("ACTIVITYFEED_DATA_DIR"):
+            values["data_dir"] = Path(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]  # keys are checked by the dataclass
+        if "database_url" not in values:
+            settings = replace(settings, database_url=default_database_url(settings.data_dir))
+        return settings

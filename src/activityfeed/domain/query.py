@@ -1,0 +1,232 @@
+"""The activity list query: its parameters parsed from untrusted input, and cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from activityfeed.domain.events import Action, ResourceType
+from activityfeed.errors import InvalidRequest
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_SEARCH = 200
+DEFAULT_RANGE = timedelta(days=30)
+#: Deeper than this, OFFSET pages stop being cheap; the cursor has no such limit.
+MAX_PAGE = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in the newest-first order: the last row already returned."""
+
+    created_at: datetime
+    seq: int
+
+    def encode(self) -> str:
+        micros = int(self.created_at.timestamp() * 1_000_000)
+        raw = f"1:{micros}:{self.seq}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            version, micros, seq = raw.split(":")
+            if version != "1":
+                raise ValueError(version)
+            created = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
+            return cls(created_at=created, seq=int(seq))
+        except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError, OSError):
+            raise InvalidRequest(
+                "The cursor is not one this server gave out; start again without it.",
+                field="cursor",
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    """A parsed ``GET /api/activity`` request. ``end`` is exclusive."""
+
+    is_archived: bool = False
+    search: str | None = None
+    page: int = 1
+    limit: int = DEFAULT_LIMIT
+    start: datetime | None = None
+    end: datetime | None = None
+    resource_types: tuple[ResourceType, ...] = ()
+    actions: tuple[Action, ...] = ()
+    owner: str | None = None
+    cursor: Cursor | None = None
+    is_export: bool = False
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+    def filters(self) -> dict[str, object]:
+        """The filters as they would be written back in a URL (for exports)."""
+        out: dict[str, object] = {"archived": self.is_archived}
+        if self.search:
+            out["search"] = self.search
+        if self.start:
+            out["start"] = self.start.isoformat().replace("+00:00", "Z")
+        if self.end:
+            out["end"] = self.end.isoformat().replace("+00:00", "Z")
+        if self.resource_types:
+            out["resourceType"] = [t.value for t in self.resource_types]
+        if self.actions:
+            out["action"] = [a.value for a in self.actions]
+        return out
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise InvalidRequest(f"'{name}' must be true or false, not {value[:40]!r}.", field=name)
+
+
+def parse_int(value: str, name: str, *, low: int, high: int) -> int:
+    text = value.strip()
+    # The platform's own OpenAPI types these as "number", so "20.0" is accepted too.
+    if text.endswith(".0"):
+        text = text[:-2]
+    try:
+        number = int(text)
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be a whole number from {low} to {high}, not {value[:40]!r}.",
+            field=name,
+        ) from None
+    if not low <= number <= high:
+        raise InvalidRequest(
+            f"'{name}' must be from {low} to {high}; {number} is out of range.", field=name
+        )
+    return number
+
+
+def parse_instant(value: str, name: str, *, is_end: bool) -> datetime:
+    """An ISO date or datetime. A date-only end includes its whole day (so is exclusive
+    at the next midnight); a datetime without an offset is taken as UTC."""
+    text = value.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            return moment + timedelta(days=1) if is_end else moment
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO date (2026-01-31) or date-time "
+            f"(2026-01-31T12:00:00Z), not {value[:40]!r}.",
+            field=name,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    # An explicit end instant is inclusive; the query's end bound is exclusive.
+    return moment + timedelta(microseconds=1) if is_end else moment
+
+
+def parse_activity_query(
+    params: Mapping[str, Sequence[str]], *, now: datetime
+) -> ActivityQuery:
+    """Parse query parameters (each name with all its values) into an ``ActivityQuery``.
+
+    Unknown parameters are ignored; every known one is validated and a bad one raises
+    ``InvalidRequest`` naming it.
+    """
+
+    def one(*names: str) -> tuple[str, str] | None:
+        for name in names:
+            values = params.get(name)
+            if values:
+                return name, values[-1]
+        return None
+
+    def many(name: str) -> list[str]:
+        out: list[str] = []
+        for raw in params.get(name, ()):
+            out.extend(part.strip() for part in raw.split(",") if part.strip())
+        return out
+
+    is_archived = False
+    if got := one("archived"):
+        is_archived = parse_bool(got[1], got[0])
+    is_export = False
+    if got := one("export"):
+        is_export = parse_bool(got[1], got[0])
+
+    search: str | None = None
+    if got := one("search"):
+        if len(got[1]) > MAX_SEARCH:
+            raise InvalidRequest(
+                f"'search' may be at most {MAX_SEARCH} characters; this one has {len(got[1])}.",
+                field="search",
+            )
+        search = got[1].strip() or None
+
+    page = parse_int(got[1], got[0], low=1, high=MAX_PAGE) if (got := one("page")) else 1
+    limit = (
+        parse_int(got[1], got[0], low=1, high=MAX_LIMIT) if (got := one("limit")) else DEFAULT_LIMIT
+    )
+
+    start_arg = one("start", "from")
+    end_arg = one("end", "to")
+    start = parse_instant(start_arg[1], start_arg[0], is_end=False) if start_arg else None
+    end = parse_instant(end_arg[1], end_arg[0], is_end=True) if end_arg else None
+    # With neither bound the page shows the last 30 days; one explicit bound means the
+    # person chose the range, so the other side stays open.
+    if start is None and end is None:
+        start = now - DEFAULT_RANGE
+    if start is not None and end is not None and start >= end:
+        name = start_arg[0] if start_arg else "start"
+        raise InvalidRequest(f"'{name}' must be before 'end'.", field=name)
+
+    types: list[ResourceType] = []
+    for raw in many("resourceType"):
+        try:
+            types.append(ResourceType(raw))
+        except ValueError:
+            allowed = ", ".join(t.value for t in ResourceType)
+            raise InvalidRequest(
+                f"'resourceType' {raw[:40]!r} is not one of: {allowed}.", field="resourceType"
+            ) from None
+    actions: list[Action] = []
+    for raw in many("action"):
+        try:
+            actions.append(Action(raw))
+        except ValueError:
+            allowed = ", ".join(a.value for a in Action)
+            raise InvalidRequest(
+                f"'action' {raw[:40]!r} is not one of: {allowed}.", field="action"
+            ) from None
+
+    owner = got[1].strip() or None if (got := one("owner")) else None
+    cursor = Cursor.decode(got[1]) if (got := one("cursor")) and got[1] else None
+
+    return ActivityQuery(
+        is_archived=is_archived,
+        search=search,
+        page=page,
+        limit=limit,
+        start=start,
+        end=end,
+        resource_types=tuple(dict.fromkeys(types)),
+        actions=tuple(dict.fromkeys(actions)),
+        owner=owner,
+        cursor=cursor,
+        is_export=is_export,
+    )

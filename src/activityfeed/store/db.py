@@ -1,0 +1,139 @@
+"""Engines and transactions.
+
+The caller (a web request, a CLI command) owns the transaction: ``Database.write()`` and
+``Database.read()`` open one, and everything inside runs on the yielded ``Tx``. Work
+that must wait for the commit (live fan-out) is queued with ``Tx.after_commit``.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout; write transactions
+start with ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of failing
+half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(slots=True)
+class Tx:
+    """One transaction: the connection to run statements on, and post-commit work."""
+
+    conn: Connection
+    is_write: bool
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def dialect(self) -> str:
+        return self.conn.dialect.name
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the transaction has committed; never if it rolls back."""
+        self._after_commit.append(fn)
+
+
+def normalise_url(url: str) -> str:
+    """Let operators write ``postgresql://`` and still get the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event below, so that write
+    # transactions can be BEGIN IMMEDIATE (pysqlite's own BEGIN is always deferred).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    # FULL makes every commit durable across power loss, not just process crashes.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=8,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def make_unpooled_engine(url: str) -> Engine:
+    """An engine for one-off work (migrations, CLI) that keeps no connections open."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, poolclass=NullPool)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_engine(url, poolclass=NullPool)
+
+
+class Database:
+    """Owns the engine; hands out transactions."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = normalise_url(url)
+        self.engine = engine or make_engine(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A read-write transaction; commits when the block ends without an exception."""
+        yield from self._tx(is_write=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction (a consistent snapshot on both databases)."""
+        yield from self._tx(is_write=False)
+
+    def _tx(self, *, is_write: bool) -> Iterator[Tx]:
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(
+                    sqlite_begin="IMMEDIATE" if is_write else "DEFERRED"
+                )
+            elif not is_write:
+                conn = conn.execution_options(postgresql_readonly=True)
+            tx = Tx(conn=conn, is_write=is_write)
+            with conn.begin():
+                yield tx
+        for fn in tx._after_commit:
+            try:
+                fn()
+            except Exception:
+                # The change is committed; a failed notification must not turn the
+                # response into an error (clients catch up via Last-Event-ID).
+                log.exception("post-commit hook failed")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,199 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations create it; a test checks the two agree.
+
+Objects that only one database has (SQLite's FTS5 table and its trigger, PostgreSQL's
+trigram index) live in the migrations alone and are listed in ``MIGRATION_ONLY``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+MIGRATION_ONLY = frozenset({"events_fts", "ix_events_search_trgm"})
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both databases.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time type: it stores a fixed-width
+    naive UTC text, so text order is time order and the indexes work.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; give a UTC-aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only aliases ROWID for exactly "INTEGER PRIMARY KEY", so the big seq is
+# INTEGER there (64-bit anyway) and BIGINT on PostgreSQL.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("is_personal", Boolean(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "user_id"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # SHA-256 of the cookie value: a stolen database does not yield live sessions.
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Index(None, "user_id"),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Seq, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("failed_at", UTCDateTime(), nullable=False),
+    Index(None, "email", "failed_at"),
+    Index(None, "address", "failed_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("created_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JsonDoc, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Index(None, "workspace_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # Arrival order: watermarks, FTS rowids and the keyset tie-break use it.
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("resource_type", String(16), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("resource_id", String(128), nullable=False),
+    Column("resource_name", String(300), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("actor_id", String(32), nullable=True),
+    Column("actor_name", String(200), nullable=True),
+    Column("actor_email", String(320), nullable=True),
+    Column("source_kind", String(16), nullable=False),
+    Column("source_key_prefix", String(16), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("metadata", JsonDoc, nullable=False),
+    # Set for settings/api_key/onboarding events: the one user who may see them.
+    Column("private_to", String(32), nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("payload_hash", String(64), nullable=True),
+    # The newest-first feed of a workspace; private_to is carried so that the
+    # visibility test needs no table lookup.
+    Index("ix_events_feed", "workspace_id", "created_at", "seq", "private_to"),
+    # Arrival ranges for watermark counts ("archive all" moved n events).
+    Index("ix_events_arrival", "workspace_id", "seq"),
+    Index("ix_events_type_feed", "workspace_id", "resource_type", "created_at", "seq"),
+    Index("ix_events_resource", "workspace_id", "resource_type", "resource_id"),
+    Index("ux_events_idempotency", "workspace_id", "idempotency_key", unique=True),
+)
+
+viewer_marks = Table(
+    "viewer_marks",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), primary_key=True),
+    Column("seen_seq", Seq, nullable=False, default=0),
+    Column("archived_seq", Seq, nullable=False, default=0),
+)
+
+event_states = Table(
+    "event_states",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("event_seq", Seq, ForeignKey("events.seq"), primary_key=True),
+    Column("workspace_id", String(32), nullable=False),
+    Column("is_seen", Boolean(), nullable=True),
+    Column("is_archived", Boolean(), nullable=True),
+    Index(None, "user_id", "workspace_id", "event_seq"),
+)
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
