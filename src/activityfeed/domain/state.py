@@ -18,8 +18,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Watermarks:
+    """A viewer's two watermarks in one workspace, each an event's ``seq`` and its
+    ``ws_ord`` (its 1-based position in the workspace), or 0/0 for "none yet"."""
+
     seen_seq: int = 0
+    seen_ord: int = 0
     archived_seq: int = 0
+    archived_ord: int = 0
 
 
 @dataclass(frozen=True, slots=True)

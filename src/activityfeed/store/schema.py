@@ -7,8 +7,6 @@ trigram index) live in the migrations alone and are listed in ``MIGRATION_ONLY``
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -147,6 +146,9 @@ events = Table(
     Column("seq", Seq, primary_key=True, autoincrement=True),
     Column("id", String(32), nullable=False, unique=True),
     Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    # 1, 2, 3 ... within the workspace, in seq order, with no gaps: the number of
+    # events between two watermarks is a subtraction, not a COUNT over history.
+    Column("ws_ord", BigInteger(), nullable=False),
     Column("resource_type", String(16), nullable=False),
     Column("action", String(16), nullable=False),
     Column("resource_id", String(128), nullable=False),
@@ -167,8 +169,18 @@ events = Table(
     # The newest-first feed of a workspace; private_to is carried so that the
     # visibility test needs no table lookup.
     Index("ix_events_feed", "workspace_id", "created_at", "seq", "private_to"),
-    # Arrival ranges for watermark counts ("archive all" moved n events).
-    Index("ix_events_arrival", "workspace_id", "seq"),
+    # Arrival order within a workspace: the newest event, and ranges above a watermark.
+    Index("ux_events_arrival", "workspace_id", "seq", "ws_ord", unique=True),
+    Index("ux_events_ord", "workspace_id", "ws_ord", unique=True),
+    # Other users' private events are subtracted from watermark counts; they are few.
+    Index(
+        "ix_events_private",
+        "workspace_id",
+        "seq",
+        "private_to",
+        sqlite_where=text("private_to IS NOT NULL"),
+        postgresql_where=text("private_to IS NOT NULL"),
+    ),
     Index("ix_events_type_feed", "workspace_id", "resource_type", "created_at", "seq"),
     Index("ix_events_resource", "workspace_id", "resource_type", "resource_id"),
     Index("ux_events_idempotency", "workspace_id", "idempotency_key", unique=True),
@@ -179,8 +191,11 @@ viewer_marks = Table(
     metadata,
     Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
     Column("workspace_id", String(32), ForeignKey("workspaces.id"), primary_key=True),
-    Column("seen_seq", Seq, nullable=False, default=0),
-    Column("archived_seq", Seq, nullable=False, default=0),
+    # Each watermark is an event's (seq, ws_ord) pair, or (0, 0) for "none yet".
+    Column("seen_seq", BigInteger(), nullable=False),
+    Column("seen_ord", BigInteger(), nullable=False),
+    Column("archived_seq", BigInteger(), nullable=False),
+    Column("archived_ord", BigInteger(), nullable=False),
 )
 
 event_states = Table(
@@ -193,7 +208,3 @@ event_states = Table(
     Column("is_archived", Boolean(), nullable=True),
     Index(None, "user_id", "workspace_id", "event_seq"),
 )
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 18:32:12.473443
+Create Date: 2026-11-25 18:34:10.966058
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def upgrade() -> None:
         ),
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("workspace_id", sa.String(length=32), nullable=False),
+        sa.Column("ws_ord", sa.BigInteger(), nullable=False),
         sa.Column("resource_type", sa.String(length=16), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("resource_id", sa.String(length=128), nullable=False),
@@ -127,12 +128,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
         sa.UniqueConstraint("id", name=op.f("uq_events_id")),
     )
-    op.create_index("ix_events_arrival", "events", ["workspace_id", "seq"], unique=False)
     op.create_index(
         "ix_events_feed",
         "events",
         ["workspace_id", "created_at", "seq", "private_to"],
         unique=False,
+    )
+    op.create_index(
+        "ix_events_private",
+        "events",
+        ["workspace_id", "seq", "private_to"],
+        unique=False,
+        sqlite_where=sa.text("private_to IS NOT NULL"),
+        postgresql_where=sa.text("private_to IS NOT NULL"),
     )
     op.create_index(
         "ix_events_resource",
@@ -146,10 +154,10 @@ def upgrade() -> None:
         ["workspace_id", "resource_type", "created_at", "seq"],
         unique=False,
     )
+    op.create_index("ux_events_arrival", "events", ["workspace_id", "seq", "ws_ord"], unique=True)
     op.create_index(
         "ux_events_idempotency", "events", ["workspace_id", "idempotency_key"], unique=True
     )
-
     # Search: trigram indexes, so that a name fragment or a word is found without a scan
     # of the whole history (PRODUCT.md: case-insensitive, over name, type, description).
     if op.get_bind().dialect.name == "sqlite":
@@ -170,6 +178,7 @@ def upgrade() -> None:
             "CREATE INDEX ix_events_search_trgm ON events USING gin "
             "((resource_name || ' ' || resource_type || ' ' || description) gin_trgm_ops)"
         )
+    op.create_index("ux_events_ord", "events", ["workspace_id", "ws_ord"], unique=True)
 
     op.create_table(
         "memberships",
@@ -209,10 +218,10 @@ def upgrade() -> None:
         "viewer_marks",
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("workspace_id", sa.String(length=32), nullable=False),
-        sa.Column("seen_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "archived_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("seen_seq", sa.BigInteger(), nullable=False),
+        sa.Column("seen_ord", sa.BigInteger(), nullable=False),
+        sa.Column("archived_seq", sa.BigInteger(), nullable=False),
+        sa.Column("archived_ord", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_viewer_marks_user_id_users")
         ),
@@ -264,11 +273,13 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_memberships_user_id"), table_name="memberships")
 
     op.drop_table("memberships")
+    op.drop_index("ux_events_ord", table_name="events")
     op.drop_index("ux_events_idempotency", table_name="events")
+    op.drop_index("ux_events_arrival", table_name="events")
     op.drop_index("ix_events_type_feed", table_name="events")
     op.drop_index("ix_events_resource", table_name="events")
+    op.drop_index("ix_events_private", table_name="events")
     op.drop_index("ix_events_feed", table_name="events")
-    op.drop_index("ix_events_arrival", table_name="events")
 
     op.drop_table("events")
     op.drop_index(op.f("ix_api_keys_workspace_id"), table_name="api_keys")

@@ -1,0 +1,1 @@
+"""The ``activityfeed`` command line, one module per command group."""

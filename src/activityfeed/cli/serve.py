@@ -1,0 +1,39 @@
+"""``activityfeed serve``."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+
+from activityfeed.cli.common import DatabaseUrl, console, settings_for
+from activityfeed.store import migrate
+
+
+def run_server(database_url: str, host: str, port: int, workers: int) -> None:
+    """Upgrade the schema, then serve with uvicorn (each worker builds its own app)."""
+    migrate.upgrade(database_url)
+    # Workers are separate processes: they read their settings from the environment.
+    os.environ["ACTIVITYFEED_DATABASE_URL"] = database_url
+    uvicorn.run(
+        "activityfeed.web.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="warning",
+    )
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64),
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Serve the web app and API (upgrades the schema first)."""
+    settings = settings_for(database_url)
+    console.print(f"Serving on http://{host}:{port} ({workers} worker(s))")
+    run_server(settings.database_url, host, port, workers)

@@ -1,0 +1,163 @@
+"""Users and browser sessions: create, sign in, resolve, switch workspace, sign out."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from activityfeed.config import Settings
+from activityfeed.domain.accounts import Membership, Session, User, Workspace
+from activityfeed.domain.ids import digest, new_id, new_secret
+from activityfeed.domain.workspaces import Role, slugify
+from activityfeed.errors import Conflict, InvalidRequest, NotAuthenticated, TooManyRequests
+from activityfeed.services import passwords
+from activityfeed.store import accounts as store
+from activityfeed.store.db import Tx
+
+MAX_EMAIL = 320
+
+
+def normalise_email(email: str) -> str:
+    """Lower-cased and trimmed; raises ``InvalidRequest`` when it is plainly not an address."""
+    value = email.strip().lower()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or len(value) > MAX_EMAIL or " " in value:
+        raise InvalidRequest(f"{email[:80]!r} is not an e-mail address.", field="email")
+    return value
+
+
+def unique_slug(tx: Tx, base: str) -> str:
+    slug = slugify(base)
+    candidate, n = slug, 1
+    while store.slug_taken(tx, candidate):
+        n += 1
+        candidate = f"{slug}-{n}"
+    return candidate
+
+
+def create_user(tx: Tx, *, email: str, name: str, password: str, now: datetime) -> User:
+    """Create a user and their personal workspace (they are its owner).
+
+    Raises ``Conflict`` (``already_exists``) when the e-mail is taken.
+    """
+    email = normalise_email(email)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("A name of 1 to 200 characters is needed.", field="name")
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise InvalidRequest(
+            f"The password must have {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} "
+            "characters.",
+            field="password",
+        )
+    if store.select_user_by_email(tx, email) is not None:
+        raise Conflict(f"A user with the e-mail {email} exists already.", code="already_exists")
+    user = User(id=new_id("u_"), email=email, name=name, created_at=now)
+    store.insert_user(tx, user=user, password_hash=passwords.hash_password(password))
+    workspace = Workspace(
+        id=new_id("w_"),
+        slug=unique_slug(tx, email.partition("@")[0]),
+        name=name,
+        is_personal=True,
+        created_at=now,
+    )
+    store.insert_workspace(tx, workspace)
+    store.insert_membership(tx, workspace_id=workspace.id, user_id=user.id, role=Role.OWNER, at=now)
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A new session: the cookie value (shown once) and what the login answer carries."""
+
+    cookie_value: str
+    session: Session
+    workspace: Workspace
+
+
+def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Settings) -> None:
+    since = now - timedelta(seconds=settings.login_window_seconds)
+    for count, oldest, limit in (
+        (*store.count_login_failures(tx, since=since, email=email),
+         settings.login_max_failures_per_account),
+        (*store.count_login_failures(tx, since=since, address=address),
+         settings.login_max_failures_per_address),
+    ):
+        if count >= limit and oldest is not None:
+            wait = (oldest + timedelta(seconds=settings.login_window_seconds)) - now
+            raise TooManyRequests(
+                "Too many failed sign-in attempts; wait a few minutes and try again.",
+                retry_after=int(wait.total_seconds()) + 1,
+            )
+
+
+def sign_in(tx: Tx, *, email: str, password: str, address: str, now: datetime,
+            settings: Settings) -> SignIn:
+    """Check the credentials and open a new session in the user's personal workspace.
+
+    Raises ``TooManyRequests`` after too many recent failures for the account or the
+    address (checked before the password, so a correct guess does not get through),
+    and ``NotAuthenticated`` (``invalid_credentials``) for a wrong e-mail or password.
+    The failure is recorded by the caller in its own transaction (``record_failure``),
+    so that it survives the rollback of this one.
+    """
+    email_key = email.strip().lower()[:MAX_EMAIL]
+    _check_rate(tx, email=email_key, address=address, now=now, settings=settings)
+    found = store.select_user_by_email(tx, email_key)
+    if not passwords.verify_password(found[1] if found else None, password) or found is None:
+        raise NotAuthenticated("The e-mail or password is wrong.", code="invalid_credentials")
+    user, password_hash = found
+    if passwords.needs_rehash(password_hash):
+        store.update_password_hash(tx, user.id, passwords.hash_password(password))
+    store.delete_login_failures(tx, email=email_key)
+    workspace = store.select_personal_workspace(tx, user.id)
+    assert workspace is not None, "every user has a personal workspace"
+    # A fresh id at every sign-in: a session id planted before login is worthless.
+    cookie_value = new_secret(32)
+    id_hash = digest(cookie_value)
+    csrf_token = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=settings.session_absolute_seconds)
+    store.insert_session(
+        tx, id_hash=id_hash, user_id=user.id, workspace_id=workspace.id,
+        csrf_token=csrf_token, at=now, expires_at=expires_at,
+    )
+    session = Session(
+        id_hash=id_hash, user=user, workspace_id=workspace.id, csrf_token=csrf_token,
+        created_at=now, last_seen_at=now, expires_at=expires_at,
+    )
+    return SignIn(cookie_value=cookie_value, session=session, workspace=workspace)
+
+
+def record_failure(tx: Tx, *, email: str, address: str, now: datetime,
+                   settings: Settings) -> None:
+    store.insert_login_failure(tx, email=email.strip().lower()[:MAX_EMAIL], address=address, at=now)
+    # Old failures never matter again; pruning here keeps the table small.
+    store.prune_login_failures(tx, before=now - timedelta(seconds=settings.login_window_seconds * 4))
+
+
+#: Refresh ``last_seen_at`` at most this often, so reads stay reads most of the time.
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+def resolve_session(tx: Tx, cookie_value: str, *, now: datetime,
+                    settings: Settings) -> Session | None:
+    """The live session behind a cookie value, or None (ended, expired, idle, unknown)."""
+    if not cookie_value or len(cookie_value) > 256:
+        return None
+    idle_since = now - timedelta(seconds=settings.session_idle_seconds)
+    return store.select_live_session(tx, digest(cookie_value), now=now, idle_since=idle_since)
+
+
+def touch_session(tx: Tx, session: Session, *, now: datetime) -> None:
+    if now - session.last_seen_at >= TOUCH_EVERY:
+        store.touch_session(tx, session.id_hash, now)
+
+
+def sign_out(tx: Tx, session: Session, *, now: datetime) -> None:
+    """End this session (only this one) on the server, at once."""
+    store.end_session(tx, session.id_hash, now)
+
+
+def memberships(tx: Tx, user_id: str) -> list[Membership]:
+    return store.select_memberships(tx, user_id)

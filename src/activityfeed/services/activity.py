@@ -1,0 +1,187 @@
+"""The activity feed of one viewer in one workspace: list, mark seen, archive, export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from activityfeed.domain.accounts import Membership
+from activityfeed.domain.events import Action, EventView, ResourceType
+from activityfeed.domain.query import ActivityQuery, Cursor
+from activityfeed.domain.state import Watermarks
+from activityfeed.errors import InvalidRequest
+from activityfeed.store import accounts as account_store
+from activityfeed.store import events as event_store
+from activityfeed.store import states as state_store
+from activityfeed.store.db import Tx
+
+MAX_IDS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityPage:
+    events: list[EventView]
+    page: int
+    limit: int
+    total: int
+    unseen_count: int
+    next_cursor: str | None
+
+
+def _view(row: event_store.Row, *, viewer_id: str, now: datetime,
+          undo_window: timedelta) -> EventView:
+    e = row.event
+    undoable_until = None
+    if (
+        e.resource_type is ResourceType.SETTINGS
+        and e.action is Action.UPDATED
+        and e.actor is not None
+        and e.actor.id == viewer_id
+        and e.metadata.get("changes")
+        and not e.metadata.get("undoneBy")
+    ):
+        until = e.created_at + undo_window
+        undoable_until = until if until > now else None
+    return EventView(event=e, is_seen=row.is_seen, is_archived=row.is_archived,
+                     undoable_until=undoable_until)
+
+
+def list_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: ActivityQuery,
+                  now: datetime, undo_window: timedelta) -> ActivityPage:
+    """One page of the viewer's feed, newest first, with ``total`` and ``unseenCount``.
+
+    With a cursor the page starts right after it (``page`` is then ignored); without,
+    ``page`` counts from 1. ``nextCursor`` is set when more rows follow.
+    """
+    ws = membership.workspace.id
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    offset = 0 if q.cursor else q.offset
+    rows = event_store.select_page(
+        tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q, limit=q.limit + 1,
+        offset=offset, after=q.cursor,
+    )
+    has_more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    next_cursor = (
+        Cursor(created_at=rows[-1].event.created_at, seq=rows[-1].event.seq).encode()
+        if has_more and rows
+        else None
+    )
+    total = event_store.count_matching(tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q)
+    _, head_ord = event_store.select_head(tx, ws)
+    unseen = state_store.count_unseen(
+        tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
+    )
+    return ActivityPage(
+        events=[_view(r, viewer_id=viewer_id, now=now, undo_window=undo_window) for r in rows],
+        page=q.page,
+        limit=q.limit,
+        total=total,
+        unseen_count=unseen,
+        next_cursor=next_cursor,
+    )
+
+
+def export_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: ActivityQuery,
+                    now: datetime, undo_window: timedelta) -> Iterator[EventView]:
+    """Every event matching the query (no paging), newest first, streamed in chunks."""
+    ws = membership.workspace.id
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    for row in event_store.iter_matching(
+        tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=replace(q, cursor=None)
+    ):
+        yield _view(row, viewer_id=viewer_id, now=now, undo_window=undo_window)
+
+
+def _check_ids(ids: Sequence[str]) -> None:
+    if len(ids) > MAX_IDS:
+        raise InvalidRequest(f"At most {MAX_IDS} event ids at a time.", field="eventIds")
+
+
+def _head(tx: Tx, workspace_id: str) -> tuple[int, int]:
+    # Shared lock: wait for in-flight ingestion of this workspace to commit, so the
+    # watermark taken now covers exactly the events that exist now.
+    account_store.lock_workspace(tx, workspace_id, exclusive=False)
+    return event_store.select_head(tx, workspace_id)
+
+
+def mark_seen(tx: Tx, *, viewer_id: str, membership: Membership, event_ids: Sequence[str] | None,
+              mark_all: bool) -> int:
+    """Mark the given events (or all up to now) seen; return the new unseen count.
+
+    Unknown and foreign ids are ignored. "All" moves the seen watermark to the newest
+    event and costs the same at any history length.
+    """
+    ws = membership.workspace.id
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    if mark_all:
+        head_seq, head_ord = _head(tx, ws)
+        marks = replace(marks, seen_seq=head_seq, seen_ord=head_ord)
+        state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
+        state_store.clear_seen_exceptions(tx, user_id=viewer_id, workspace_id=ws, upto_seq=head_seq)
+    else:
+        ids = list(event_ids or [])
+        _check_ids(ids)
+        rows = event_store.select_visible_seqs(
+            tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
+        )
+        todo = sorted(r.event.seq for r in rows if not r.is_seen)
+        state_store.upsert_exceptions(
+            tx, user_id=viewer_id, workspace_id=ws, seqs=todo, is_seen=True, set_seen=True
+        )
+        _, head_ord = event_store.select_head(tx, ws)
+    return state_store.count_unseen(
+        tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
+    )
+
+
+def archive_events(tx: Tx, *, viewer_id: str, membership: Membership,
+                   event_ids: Sequence[str] | None, archive_all: bool, archive: bool) -> int:
+    """Archive (or, with ``archive=False``, restore) events; return how many moved.
+
+    "All" with ``archive=True`` moves the archive watermark to the newest event: what
+    arrives later stays in the Inbox. "All" with ``archive=False`` restores everything.
+    Both cost the same at any history length. Unknown and foreign ids are ignored.
+    """
+    ws = membership.workspace.id
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    if archive_all:
+        head_seq, head_ord = _head(tx, ws)
+        inbox = state_store.count_inbox(
+            tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
+        )
+        if archive:
+            moved = inbox
+            marks = replace(marks, archived_seq=head_seq, archived_ord=head_ord)
+        else:
+            visible = state_store.count_visible(
+                tx, user_id=viewer_id, workspace_id=ws, head_ord=head_ord
+            )
+            moved = visible - inbox
+            marks = replace(marks, archived_seq=0, archived_ord=0)
+        state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
+        state_store.clear_archived_exceptions(tx, user_id=viewer_id, workspace_id=ws)
+        return moved
+    ids = list(event_ids or [])
+    _check_ids(ids)
+    rows = event_store.select_visible_seqs(
+        tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
+    )
+    moving = [r.event.seq for r in rows if r.is_archived != archive]
+    # Store the exception only where the watermark says otherwise; elsewhere clear it.
+    by_default = [s for s in moving if (s <= marks.archived_seq) == archive]
+    overriding = [s for s in moving if (s <= marks.archived_seq) != archive]
+    state_store.upsert_exceptions(
+        tx, user_id=viewer_id, workspace_id=ws, seqs=sorted(overriding), is_archived=archive,
+        set_archived=True,
+    )
+    state_store.upsert_exceptions(
+        tx, user_id=viewer_id, workspace_id=ws, seqs=sorted(by_default), is_archived=None,
+        set_archived=True,
+    )
+    return len(moving)
+
+
+def watermarks(tx: Tx, *, viewer_id: str, workspace_id: str) -> Watermarks:
+    return state_store.select_marks(tx, user_id=viewer_id, workspace_id=workspace_id)

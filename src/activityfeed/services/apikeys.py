@@ -1,0 +1,127 @@
+"""API keys: created with the secret shown once, listed, revoked; each records its event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from activityfeed.domain.accounts import ApiKey, Membership, Scope, User
+from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.domain.ids import digest, new_id, new_secret
+from activityfeed.errors import Forbidden, InvalidRequest, NotAuthenticated, NotFound
+from activityfeed.services.events import record_event
+from activityfeed.store import apikeys as store
+from activityfeed.store.db import Tx
+
+KEY_PREFIX = "afk_"
+#: Characters of the key shown in lists and in events' ``source.apiKeyPrefix``.
+DISPLAY_LENGTH = 12
+#: ``last_used_at`` is written at most this often per key (it is a hint, not an audit).
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+def _actor(user: User) -> Actor:
+    return Actor(id=user.id, name=user.name, email=user.email)
+
+
+def create_api_key(tx: Tx, *, user: User, membership: Membership, name: str,
+                   scopes: Sequence[Scope], source: SourceKind, now: datetime) -> CreatedKey:
+    """Create a key for the workspace; the secret is returned here and never again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidRequest("A key name of 1 to 100 characters is needed.", field="name")
+    if not membership.role.can_write:
+        raise Forbidden("Viewers cannot create API keys.")
+    secret = KEY_PREFIX + new_secret(30)
+    key = ApiKey(
+        id=new_id("k_"),
+        workspace_id=membership.workspace.id,
+        created_by=user.id,
+        name=name,
+        prefix=secret[:DISPLAY_LENGTH],
+        scopes=tuple(dict.fromkeys(scopes or (Scope.EVENTS_WRITE,))),
+        created_at=now,
+        last_used_at=None,
+        revoked_at=None,
+    )
+    store.insert_api_key(tx, key, secret_hash=digest(secret))
+    record_event(
+        tx,
+        EventDraft(
+            workspace_id=key.workspace_id,
+            resource_type=ResourceType.API_KEY,
+            action=Action.CREATED,
+            resource_id=key.id,
+            resource_name=name,
+            actor=_actor(user),
+            source=Source(kind=source),
+            metadata={"prefix": key.prefix, "scopes": [s.value for s in key.scopes]},
+        ),
+        now=now,
+    )
+    return CreatedKey(key=key, secret=secret)
+
+
+def list_api_keys(tx: Tx, *, membership: Membership) -> list[ApiKey]:
+    return store.select_api_keys(tx, workspace_id=membership.workspace.id)
+
+
+def access_api_key(tx: Tx, *, membership: Membership, key_id: str) -> ApiKey:
+    key = store.select_api_key(tx, key_id)
+    if key is None or key.workspace_id != membership.workspace.id:
+        raise NotFound("No API key of this workspace has that id.")
+    return key
+
+
+def revoke_api_key(tx: Tx, *, user: User, membership: Membership, key_id: str,
+                   source: SourceKind, now: datetime) -> ApiKey:
+    """Revoke a key of the workspace (its creator, or an owner/admin); records the event."""
+    key = access_api_key(tx, membership=membership, key_id=key_id)
+    if key.created_by != user.id and not membership.role.can_manage_members:
+        raise Forbidden("Only the key's creator or a workspace admin can revoke it.")
+    if store.revoke_api_key(tx, key.id, now):
+        record_event(
+            tx,
+            EventDraft(
+                workspace_id=key.workspace_id,
+                resource_type=ResourceType.API_KEY,
+                action=Action.DELETED,
+                resource_id=key.id,
+                resource_name=key.name,
+                actor=_actor(user),
+                source=Source(kind=source),
+                description=f"Revoked API key {key.name}",
+                metadata={"prefix": key.prefix, "revoked": True},
+            ),
+            now=now,
+        )
+    revoked = store.select_api_key(tx, key.id)
+    assert revoked is not None
+    return revoked
+
+
+def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope, now: datetime) -> ApiKey:
+    """The live key behind a bearer secret that carries ``scope``.
+
+    Raises ``NotAuthenticated`` (``invalid_api_key``) for an unknown or revoked key and
+    ``Forbidden`` (``insufficient_scope``) for one without the scope.
+    """
+    key = store.select_api_key_by_hash(tx, digest(secret)) if secret else None
+    if key is None or key.revoked_at is not None:
+        raise NotAuthenticated("The API key is unknown or revoked.", code="invalid_api_key")
+    if scope not in key.scopes:
+        raise Forbidden(f"The API key lacks the '{scope.value}' scope.", code="insufficient_scope")
+    return key
+
+
+def touch_api_key(tx: Tx, key: ApiKey, *, now: datetime) -> None:
+    """Note that the key was used (at most once a minute: it is a hint, not an audit)."""
+    if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
+        store.touch_api_key(tx, key.id, now)

@@ -1,0 +1,46 @@
+"""Recording events: the one way an event comes into being."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from activityfeed.domain.events import Event, EventDraft, describe
+from activityfeed.domain.ids import new_id
+from activityfeed.store import accounts as account_store
+from activityfeed.store import events as store
+from activityfeed.store.db import Tx
+
+
+def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> list[Event]:
+    """Record events of one workspace inside the caller's transaction.
+
+    The platform's own code calls this in the same transaction as the change the event
+    describes, so there is never a change without its event or an event without its
+    change. ``createdAt`` is the draft's ``occurred_at`` or ``now``; the description is
+    generated when the draft has none. Live fan-out is the caller's, after commit.
+    """
+    if not drafts:
+        return []
+    workspace_ids = {d.workspace_id for d in drafts}
+    if len(workspace_ids) != 1:
+        raise ValueError("record_events takes the events of one workspace at a time")
+    (workspace_id,) = workspace_ids
+    account_store.lock_workspace(tx, workspace_id, exclusive=True)
+    now_ms = int(now.timestamp() * 1000)
+    new = [
+        store.NewEvent(
+            draft=d,
+            id=new_id(now_ms=now_ms),
+            created_at=d.occurred_at or now,
+            recorded_at=now,
+            description=d.description or describe(d.resource_type, d.action, d.resource_name),
+        )
+        for d in drafts
+    ]
+    return store.insert_events(tx, workspace_id, new)
+
+
+def record_event(tx: Tx, draft: EventDraft, *, now: datetime) -> Event:
+    """Record one event; see ``record_events``."""
+    return record_events(tx, [draft], now=now)[0]

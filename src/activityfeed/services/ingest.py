@@ -1,0 +1,221 @@
+"""Ingestion: events reported by platform services through an API key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from activityfeed.domain.accounts import ApiKey
+from activityfeed.domain.events import (
+    INGESTIBLE_TYPES,
+    Action,
+    Event,
+    EventDraft,
+    ResourceType,
+    Source,
+    SourceKind,
+)
+from activityfeed.errors import InvalidRequest
+from activityfeed.services.events import record_events
+from activityfeed.store import events as store
+from activityfeed.store.db import Tx
+
+MAX_BATCH = 1000
+MAX_PAST = timedelta(days=365)
+MAX_FUTURE = timedelta(minutes=5)
+MAX_METADATA_DEPTH = 8
+#: Metadata keys whose values are replaced, so that a secret never lands in the feed.
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|authori[sz]ation|credential", re.I)
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    """One item of ``POST /api/events``, its wire shape already checked."""
+
+    resource_type: str
+    action: str
+    resource_id: str
+    resource_name: str
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    events: list[Event]
+    #: False when every item replayed an earlier idempotency key (HTTP 200, not 201).
+    is_new: bool
+
+
+def _where(index: int | None, name: str) -> str:
+    return name if index is None else f"events[{index}].{name}"
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, level + 1) for v in value)])
+    return level
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if SECRET_KEY.search(k) and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def payload_hash(item: IngestItem) -> str:
+    body = {
+        "resourceType": item.resource_type,
+        "action": item.action,
+        "resourceId": item.resource_id,
+        "resourceName": item.resource_name,
+        "description": item.description,
+        "metadata": item.metadata,
+        "occurredAt": item.occurred_at.isoformat() if item.occurred_at else None,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _draft(item: IngestItem, index: int | None, *, key: ApiKey, now: datetime,
+           max_metadata_bytes: int) -> EventDraft:
+    try:
+        resource_type = ResourceType(item.resource_type)
+    except ValueError:
+        allowed = ", ".join(t.value for t in ResourceType)
+        raise InvalidRequest(
+            f"{_where(index, 'resourceType')}: {item.resource_type[:40]!r} is not one of: "
+            f"{allowed}.",
+            field=_where(index, "resourceType"),
+        ) from None
+    if resource_type not in INGESTIBLE_TYPES:
+        raise InvalidRequest(
+            f"{_where(index, 'resourceType')}: '{resource_type.value}' events are recorded by "
+            "the platform itself and cannot be ingested.",
+            code="type_not_ingestible",
+            field=_where(index, "resourceType"),
+        )
+    try:
+        action = Action(item.action)
+    except ValueError:
+        allowed = ", ".join(a.value for a in Action)
+        raise InvalidRequest(
+            f"{_where(index, 'action')}: {item.action[:40]!r} is not one of: {allowed}.",
+            field=_where(index, "action"),
+        ) from None
+    if item.occurred_at is not None:
+        if item.occurred_at < now - MAX_PAST:
+            raise InvalidRequest(
+                f"{_where(index, 'occurredAt')}: events may be at most 365 days old.",
+                field=_where(index, "occurredAt"),
+            )
+        if item.occurred_at > now + MAX_FUTURE:
+            raise InvalidRequest(
+                f"{_where(index, 'occurredAt')}: events may be at most 5 minutes in the "
+                "future; check the producer's clock.",
+                field=_where(index, "occurredAt"),
+            )
+    size = len(json.dumps(item.metadata, separators=(",", ":"), default=str).encode())
+    if size > max_metadata_bytes:
+        raise InvalidRequest(
+            f"{_where(index, 'metadata')}: at most {max_metadata_bytes} bytes of metadata; "
+            f"this has {size}.",
+            field=_where(index, "metadata"),
+        )
+    if _depth(item.metadata) > MAX_METADATA_DEPTH:
+        raise InvalidRequest(
+            f"{_where(index, 'metadata')}: nested at most {MAX_METADATA_DEPTH} levels deep.",
+            field=_where(index, "metadata"),
+        )
+    return EventDraft(
+        workspace_id=key.workspace_id,
+        resource_type=resource_type,
+        action=action,
+        resource_id=item.resource_id,
+        resource_name=item.resource_name,
+        actor=None,
+        source=Source(kind=SourceKind.API_KEY, api_key_prefix=key.prefix),
+        description=item.description,
+        metadata=redact(item.metadata),
+        occurred_at=item.occurred_at,
+        idempotency_key=item.idempotency_key,
+        payload_hash=payload_hash(item) if item.idempotency_key else None,
+    )
+
+
+def ingest_events(tx: Tx, *, key: ApiKey, items: Sequence[IngestItem], is_batch: bool,
+                  now: datetime, max_metadata_bytes: int) -> IngestResult:
+    """Record a batch atomically: every item valid, or nothing stored.
+
+    An item whose ``idempotencyKey`` was seen before in this workspace returns the
+    original event instead of a new one; the same key with another payload is
+    ``idempotency_key_reused``. Concurrent retries are safe: writers of one workspace
+    are serialised (see ``lock_workspace``) and a unique index backs the rule.
+    """
+    if len(items) > MAX_BATCH:
+        raise InvalidRequest(f"At most {MAX_BATCH} events per request.", field="events")
+    if not items:
+        raise InvalidRequest("The batch has no events.", field="events")
+    drafts = [
+        _draft(item, i if is_batch else None, key=key, now=now,
+               max_metadata_bytes=max_metadata_bytes)
+        for i, item in enumerate(items)
+    ]
+    keys = [d.idempotency_key for d in drafts if d.idempotency_key]
+    # Take the workspace lock before looking keys up, so a racing retry waits for us.
+    from activityfeed.store.accounts import lock_workspace
+
+    lock_workspace(tx, key.workspace_id, exclusive=True)
+    existing = store.select_by_idempotency(tx, key.workspace_id, keys)
+    first_in_batch: dict[str, int] = {}
+    fresh: list[EventDraft] = []
+    slots: list[tuple[str, Any]] = []
+    for i, d in enumerate(drafts):
+        k = d.idempotency_key
+        where = _where(i if is_batch else None, "idempotencyKey")
+        if k is not None and k in existing:
+            if existing[k].payload_hash != d.payload_hash:
+                raise InvalidRequest(
+                    f"{where}: this key was used before for a different event.",
+                    code="idempotency_key_reused", field=where,
+                )
+            slots.append(("old", existing[k]))
+            continue
+        if k is not None and k in first_in_batch:
+            if drafts[first_in_batch[k]].payload_hash != d.payload_hash:
+                raise InvalidRequest(
+                    f"{where}: this key is used twice in the batch for different events.",
+                    code="idempotency_key_reused", field=where,
+                )
+            slots.append(("dup", first_in_batch[k]))
+            continue
+        if k is not None:
+            first_in_batch[k] = i
+        slots.append(("new", len(fresh)))
+        fresh.append(d)
+    recorded = record_events(tx, fresh, now=now)
+    by_draft_index = {i: recorded[pos] for i, (kind, pos) in enumerate(slots) if kind == "new"}
+    out: list[Event] = []
+    for i, (kind, value) in enumerate(slots):
+        if kind == "old":
+            out.append(value)
+        elif kind == "new":
+            out.append(by_draft_index[i])
+        else:
+            out.append(by_draft_index[value])
+    return IngestResult(events=out, is_new=bool(fresh))

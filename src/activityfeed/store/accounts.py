@@ -1,0 +1,243 @@
+"""Users, workspaces, memberships, sessions and login failures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from activityfeed.domain.accounts import Membership, Session, User, Workspace
+from activityfeed.domain.workspaces import Role
+from activityfeed.store.db import Tx
+from activityfeed.store.schema import login_failures, memberships, sessions, users, workspaces
+
+
+def _user(row: Any) -> User:
+    return User(id=row.id, email=row.email, name=row.name, created_at=row.created_at)
+
+
+def _workspace(row: Any) -> Workspace:
+    return Workspace(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        is_personal=row.is_personal,
+        created_at=row.created_at,
+    )
+
+
+def insert_user(tx: Tx, *, user: User, password_hash: str) -> None:
+    tx.conn.execute(
+        insert(users).values(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            password_hash=password_hash,
+            created_at=user.created_at,
+        )
+    )
+
+
+def select_user_by_email(tx: Tx, email: str) -> tuple[User, str] | None:
+    """The user with this (already lower-cased) e-mail and their password hash."""
+    row = tx.conn.execute(select(users).where(users.c.email == email)).first()
+    return (_user(row), row.password_hash) if row else None
+
+
+def select_user(tx: Tx, user_id: str) -> User | None:
+    row = tx.conn.execute(select(users).where(users.c.id == user_id)).first()
+    return _user(row) if row else None
+
+
+def update_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
+    tx.conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+def insert_workspace(tx: Tx, workspace: Workspace) -> None:
+    tx.conn.execute(
+        insert(workspaces).values(
+            id=workspace.id,
+            slug=workspace.slug,
+            name=workspace.name,
+            is_personal=workspace.is_personal,
+            created_at=workspace.created_at,
+        )
+    )
+
+
+def slug_taken(tx: Tx, slug: str) -> bool:
+    return tx.conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).first() is not None
+
+
+def lock_workspace(tx: Tx, workspace_id: str, *, exclusive: bool) -> None:
+    """Serialise writers of one workspace's events against its "all" operations.
+
+    Ingestion takes the lock exclusively from before its rows get their ``seq`` until it
+    commits; "mark all seen"/"archive all" take it shared before reading the newest
+    ``seq``. So a watermark never passes over an event that commits later with a smaller
+    ``seq`` (the archive-all race). SQLite writers are serialised already.
+    """
+    if tx.dialect != "postgresql":
+        return
+    stmt = select(workspaces.c.id).where(workspaces.c.id == workspace_id)
+    tx.conn.execute(stmt.with_for_update(read=not exclusive))
+
+
+def insert_membership(tx: Tx, *, workspace_id: str, user_id: str, role: Role, at: datetime) -> None:
+    tx.conn.execute(
+        insert(memberships).values(
+            workspace_id=workspace_id, user_id=user_id, role=role.value, created_at=at
+        )
+    )
+
+
+def update_membership_role(tx: Tx, *, workspace_id: str, user_id: str, role: Role) -> None:
+    tx.conn.execute(
+        update(memberships)
+        .where(and_(memberships.c.workspace_id == workspace_id, memberships.c.user_id == user_id))
+        .values(role=role.value)
+    )
+
+
+def select_memberships(tx: Tx, user_id: str) -> list[Membership]:
+    """The user's workspaces, personal first, then by name."""
+    rows = tx.conn.execute(
+        select(workspaces, memberships.c.role)
+        .join(memberships, memberships.c.workspace_id == workspaces.c.id)
+        .where(memberships.c.user_id == user_id)
+        .order_by(workspaces.c.is_personal.desc(), workspaces.c.name, workspaces.c.id)
+    ).all()
+    return [Membership(workspace=_workspace(r), role=Role(r.role)) for r in rows]
+
+
+def select_membership(tx: Tx, *, user_id: str, slug: str | None = None,
+                      workspace_id: str | None = None) -> Membership | None:
+    stmt = (
+        select(workspaces, memberships.c.role)
+        .join(memberships, memberships.c.workspace_id == workspaces.c.id)
+        .where(memberships.c.user_id == user_id)
+    )
+    if slug is not None:
+        stmt = stmt.where(workspaces.c.slug == slug)
+    if workspace_id is not None:
+        stmt = stmt.where(workspaces.c.id == workspace_id)
+    row = tx.conn.execute(stmt).first()
+    return Membership(workspace=_workspace(row), role=Role(row.role)) if row else None
+
+
+def select_personal_workspace(tx: Tx, user_id: str) -> Workspace | None:
+    row = tx.conn.execute(
+        select(workspaces)
+        .join(memberships, memberships.c.workspace_id == workspaces.c.id)
+        .where(memberships.c.user_id == user_id, workspaces.c.is_personal.is_(True))
+        .order_by(workspaces.c.created_at)
+    ).first()
+    return _workspace(row) if row else None
+
+
+def select_member_ids(tx: Tx, workspace_id: str) -> list[str]:
+    return list(
+        tx.conn.execute(
+            select(memberships.c.user_id).where(memberships.c.workspace_id == workspace_id)
+        ).scalars()
+    )
+
+
+def insert_session(tx: Tx, *, id_hash: str, user_id: str, workspace_id: str, csrf_token: str,
+                   at: datetime, expires_at: datetime) -> None:
+    tx.conn.execute(
+        insert(sessions).values(
+            id_hash=id_hash,
+            user_id=user_id,
+            workspace_id=workspace_id,
+            csrf_token=csrf_token,
+            created_at=at,
+            last_seen_at=at,
+            expires_at=expires_at,
+        )
+    )
+
+
+def select_live_session(tx: Tx, id_hash: str, *, now: datetime,
+                        idle_since: datetime) -> Session | None:
+    """The session if it has not ended, expired or idled out."""
+    row = tx.conn.execute(
+        select(sessions, users.c.email, users.c.name, users.c.created_at.label("user_created_at"))
+        .join(users, users.c.id == sessions.c.user_id)
+        .where(
+            sessions.c.id_hash == id_hash,
+            sessions.c.ended_at.is_(None),
+            sessions.c.expires_at > now,
+            sessions.c.last_seen_at > idle_since,
+        )
+    ).first()
+    if row is None:
+        return None
+    user = User(id=row.user_id, email=row.email, name=row.name, created_at=row.user_created_at)
+    return Session(
+        id_hash=row.id_hash,
+        user=user,
+        workspace_id=row.workspace_id,
+        csrf_token=row.csrf_token,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        expires_at=row.expires_at,
+    )
+
+
+def touch_session(tx: Tx, id_hash: str, at: datetime) -> None:
+    tx.conn.execute(update(sessions).where(sessions.c.id_hash == id_hash).values(last_seen_at=at))
+
+
+def update_session_workspace(tx: Tx, id_hash: str, workspace_id: str) -> None:
+    tx.conn.execute(
+        update(sessions).where(sessions.c.id_hash == id_hash).values(workspace_id=workspace_id)
+    )
+
+
+def end_session(tx: Tx, id_hash: str, at: datetime) -> None:
+    tx.conn.execute(
+        update(sessions)
+        .where(sessions.c.id_hash == id_hash, sessions.c.ended_at.is_(None))
+        .values(ended_at=at)
+    )
+
+
+def end_user_sessions(tx: Tx, user_id: str, at: datetime, *, keep: str | None = None) -> None:
+    stmt = update(sessions).where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(sessions.c.id_hash != keep)
+    tx.conn.execute(stmt.values(ended_at=at))
+
+
+def insert_login_failure(tx: Tx, *, email: str, address: str, at: datetime) -> None:
+    tx.conn.execute(insert(login_failures).values(email=email, address=address, failed_at=at))
+
+
+def count_login_failures(tx: Tx, *, since: datetime, email: str | None = None,
+                         address: str | None = None) -> tuple[int, datetime | None]:
+    """How many failures since ``since`` for the e-mail or address, and the oldest one."""
+    stmt = select(func.count(), func.min(login_failures.c.failed_at)).where(
+        login_failures.c.failed_at > since
+    )
+    if email is not None:
+        stmt = stmt.where(login_failures.c.email == email)
+    if address is not None:
+        stmt = stmt.where(login_failures.c.address == address)
+    count, oldest = tx.conn.execute(stmt).one()
+    if isinstance(oldest, datetime) and oldest.tzinfo is None:
+        from datetime import UTC
+
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), oldest
+
+
+def delete_login_failures(tx: Tx, *, email: str) -> None:
+    tx.conn.execute(delete(login_failures).where(login_failures.c.email == email))
+
+
+def prune_login_failures(tx: Tx, *, before: datetime) -> None:
+    tx.conn.execute(delete(login_failures).where(login_failures.c.failed_at < before))
+
+

@@ -1,0 +1,338 @@
+"""Events: insertion, the newest-first feed, search and arrival-order counts.
+
+Every query here is scoped by ``workspace_id`` and by the viewer's visibility
+(``private_to IS NULL OR private_to = viewer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Integer,
+    and_,
+    column,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+
+from activityfeed.domain.events import (
+    Action,
+    Actor,
+    Event,
+    EventDraft,
+    ResourceType,
+    Source,
+    SourceKind,
+)
+from activityfeed.domain.query import ActivityQuery, Cursor
+from activityfeed.domain.state import Watermarks
+from activityfeed.store.db import Tx
+from activityfeed.store.schema import event_states, events
+
+_EVENT_COLUMNS = [c for c in events.c if c.name not in ("payload_hash",)]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A draft with the values ``record_event`` decided: id, times and description."""
+
+    draft: EventDraft
+    id: str
+    created_at: datetime
+    recorded_at: datetime
+    description: str
+
+
+def to_event(row: Any) -> Event:
+    actor = (
+        Actor(id=row.actor_id, name=row.actor_name or "", email=row.actor_email or "")
+        if row.actor_id
+        else None
+    )
+    return Event(
+        seq=row.seq,
+        id=row.id,
+        workspace_id=row.workspace_id,
+        resource_type=ResourceType(row.resource_type),
+        action=Action(row.action),
+        resource_id=row.resource_id,
+        resource_name=row.resource_name,
+        description=row.description,
+        actor=actor,
+        source=Source(kind=SourceKind(row.source_kind), api_key_prefix=row.source_key_prefix),
+        created_at=row.created_at,
+        recorded_at=row.recorded_at,
+        metadata=row.metadata or {},
+        private_to=row.private_to,
+        idempotency_key=row.idempotency_key,
+        payload_hash=getattr(row, "payload_hash", None),
+    )
+
+
+def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
+    """The newest event's (seq, ws_ord) in the workspace, or (0, 0) when it has none."""
+    row = tx.conn.execute(
+        select(events.c.seq, events.c.ws_ord)
+        .where(events.c.workspace_id == workspace_id)
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    ).first()
+    return (int(row.seq), int(row.ws_ord)) if row else (0, 0)
+
+
+def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Event]:
+    """Insert events of one workspace, in order, numbering them after the current head.
+
+    The caller holds the workspace's write lock (``lock_workspace(exclusive=True)``) so
+    that ``ws_ord`` stays dense and follows ``seq``.
+    """
+    if not new:
+        return []
+    _, head_ord = select_head(tx, workspace_id)
+    rows = []
+    for i, item in enumerate(new, start=1):
+        d = item.draft
+        rows.append(
+            {
+                "id": item.id,
+                "workspace_id": workspace_id,
+                "ws_ord": head_ord + i,
+                "resource_type": d.resource_type.value,
+                "action": d.action.value,
+                "resource_id": d.resource_id,
+                "resource_name": d.resource_name,
+                "description": item.description,
+                "actor_id": d.actor.id if d.actor else None,
+                "actor_name": d.actor.name if d.actor else None,
+                "actor_email": d.actor.email if d.actor else None,
+                "source_kind": d.source.kind.value,
+                "source_key_prefix": d.source.api_key_prefix,
+                "created_at": item.created_at,
+                "recorded_at": item.recorded_at,
+                "metadata": d.metadata,
+                "private_to": d.private_to,
+                "idempotency_key": d.idempotency_key,
+                "payload_hash": d.payload_hash,
+            }
+        )
+    result = tx.conn.execute(
+        insert(events).returning(events.c.seq, sort_by_parameter_order=True), rows
+    )
+    seqs = [r.seq for r in result]
+    out = []
+    for row, seq in zip(rows, seqs, strict=True):
+        out.append(to_event(_Row(seq=seq, **row)))
+    return out
+
+
+class _Row:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def select_by_idempotency(tx: Tx, workspace_id: str, keys: Iterable[str]) -> dict[str, Event]:
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    rows = tx.conn.execute(
+        select(events).where(
+            events.c.workspace_id == workspace_id, events.c.idempotency_key.in_(wanted)
+        )
+    ).all()
+    return {r.idempotency_key: to_event(r) for r in rows}
+
+
+def visible(viewer_id: str, workspace_id: str) -> ColumnElement[bool]:
+    return and_(
+        events.c.workspace_id == workspace_id,
+        or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+    )
+
+
+def _state_join(viewer_id: str) -> Any:
+    return events.outerjoin(
+        event_states,
+        and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
+    )
+
+
+def seen_expr(marks: Watermarks) -> ColumnElement[Any]:
+    return func.coalesce(event_states.c.is_seen, events.c.seq <= marks.seen_seq)
+
+
+def archived_expr(marks: Watermarks) -> ColumnElement[Any]:
+    return func.coalesce(event_states.c.is_archived, events.c.seq <= marks.archived_seq)
+
+
+def _escape_like(text_: str) -> str:
+    return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_SEARCH_TEXT = events.c.resource_name + " " + events.c.resource_type + " " + events.c.description
+
+
+def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match over name, type and description.
+
+    SQLite answers from the FTS5 trigram table (a phrase of trigrams is a substring);
+    PostgreSQL from the pg_trgm GIN index, which serves ILIKE. Below three characters
+    no trigram exists, so both fall back to a LIKE over the (date-bounded) rows.
+    """
+    pattern = f"%{_escape_like(search)}%"
+    if tx.dialect == "postgresql":
+        return _SEARCH_TEXT.ilike(pattern, escape="\\")
+    if len(search) >= 3:
+        phrase = '"' + search.replace('"', '""') + '"'
+        fts = (
+            text("SELECT rowid FROM events_fts WHERE events_fts MATCH :phrase")
+            .bindparams(phrase=phrase)
+            .columns(column("rowid", Integer()))
+        )
+        return events.c.seq.in_(fts.scalar_subquery())
+    return func.lower(_SEARCH_TEXT).like(pattern.lower(), escape="\\")
+
+
+def _filtered(
+    tx: Tx, stmt: Select[Any], q: ActivityQuery, marks: Watermarks, *, use_archive: bool = True
+) -> Select[Any]:
+    if use_archive:
+        archived = archived_expr(marks)
+        stmt = stmt.where(archived if q.is_archived else not_(archived))
+    if q.start is not None:
+        stmt = stmt.where(events.c.created_at >= q.start)
+    if q.end is not None:
+        stmt = stmt.where(events.c.created_at < q.end)
+    if q.resource_types:
+        stmt = stmt.where(events.c.resource_type.in_([t.value for t in q.resource_types]))
+    if q.actions:
+        stmt = stmt.where(events.c.action.in_([a.value for a in q.actions]))
+    if q.search:
+        stmt = stmt.where(search_clause(tx, q.search))
+    return stmt
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One event as a viewer sees it."""
+
+    event: Event
+    is_seen: bool
+    is_archived: bool
+
+
+def select_page(
+    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery,
+    limit: int, offset: int = 0, after: Cursor | None = None,
+) -> list[Row]:
+    """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc)."""
+    stmt = (
+        select(
+            *_EVENT_COLUMNS,
+            seen_expr(marks).label("is_seen_v"),
+            archived_expr(marks).label("is_archived_v"),
+        )
+        .select_from(_state_join(viewer_id))
+        .where(visible(viewer_id, workspace_id))
+    )
+    stmt = _filtered(tx, stmt, q, marks)
+    if after is not None:
+        stmt = stmt.where(
+            tuple_(events.c.created_at, events.c.seq) < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
+        )
+    stmt = stmt.order_by(events.c.created_at.desc(), events.c.seq.desc()).limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return [
+        Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
+        for r in tx.conn.execute(stmt)
+    ]
+
+
+def iter_matching(
+    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery,
+    chunk: int = 1000,
+) -> Iterator[Row]:
+    """Every matching event, newest first, fetched in keyset chunks (constant memory)."""
+    after: Cursor | None = None
+    while True:
+        rows = select_page(
+            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q,
+            limit=chunk, after=after,
+        )
+        yield from rows
+        if len(rows) < chunk:
+            return
+        last = rows[-1].event
+        after = Cursor(created_at=last.created_at, seq=last.seq)
+
+
+def count_matching(
+    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(_state_join(viewer_id))
+        .where(visible(viewer_id, workspace_id))
+    )
+    return int(tx.conn.execute(_filtered(tx, stmt, q, marks)).scalar_one())
+
+
+def select_visible_seqs(
+    tx: Tx, *, viewer_id: str, workspace_id: str, ids: Sequence[str], marks: Watermarks
+) -> list[Row]:
+    """The visible events among ``ids`` with the viewer's state; foreign ids drop out."""
+    if not ids:
+        return []
+    stmt = (
+        select(
+            *_EVENT_COLUMNS,
+            seen_expr(marks).label("is_seen_v"),
+            archived_expr(marks).label("is_archived_v"),
+        )
+        .select_from(_state_join(viewer_id))
+        .where(visible(viewer_id, workspace_id), events.c.id.in_(list(set(ids))))
+    )
+    return [
+        Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
+        for r in tx.conn.execute(stmt)
+    ]
+
+
+def select_event(tx: Tx, *, viewer_id: str, workspace_id: str | None, event_id: str,
+                 marks_by_ws: dict[str, Watermarks] | None = None) -> Event | None:
+    """One event the viewer may see (in ``workspace_id`` when given), else None."""
+    stmt = select(events).where(events.c.id == event_id)
+    if workspace_id is not None:
+        stmt = stmt.where(events.c.workspace_id == workspace_id)
+    stmt = stmt.where(or_(events.c.private_to.is_(None), events.c.private_to == viewer_id))
+    row = tx.conn.execute(stmt).first()
+    return to_event(row) if row else None
+
+
+def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str,
+                                  seq: int) -> int:
+    """Other users' private events above ``seq``: the part of a range this viewer can't see."""
+    return int(
+        tx.conn.execute(
+            select(func.count()).select_from(events).where(
+                events.c.workspace_id == workspace_id,
+                events.c.private_to.is_not(None),
+                events.c.private_to != viewer_id,
+                events.c.seq > seq,
+            )
+        ).scalar_one()
+    )
+
+

@@ -1,0 +1,204 @@
+"""Per-viewer state: watermarks (``viewer_marks``) and per-event exceptions (``event_states``).
+
+See ``activityfeed.domain.state`` for the rule. Invariants kept here:
+
+* ``is_seen`` is only ever stored as TRUE (there is no "mark unseen"), and only above
+  the seen watermark; so every unseen event lies above the seen watermark.
+* An exception equal to what the watermark already says is stored as NULL, and rows
+  whose two columns are NULL are deleted: the table stays as small as the viewer's
+  individual clicks since their last "all" operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from activityfeed.domain.state import Watermarks
+from activityfeed.store.db import Tx
+from activityfeed.store.events import count_private_of_others_above
+from activityfeed.store.schema import event_states, viewer_marks
+
+
+def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
+    row = tx.conn.execute(
+        select(viewer_marks).where(
+            viewer_marks.c.user_id == user_id, viewer_marks.c.workspace_id == workspace_id
+        )
+    ).first()
+    if row is None:
+        return Watermarks()
+    return Watermarks(
+        seen_seq=row.seen_seq,
+        seen_ord=row.seen_ord,
+        archived_seq=row.archived_seq,
+        archived_ord=row.archived_ord,
+    )
+
+
+def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) -> None:
+    values = {
+        "seen_seq": marks.seen_seq,
+        "seen_ord": marks.seen_ord,
+        "archived_seq": marks.archived_seq,
+        "archived_ord": marks.archived_ord,
+    }
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(viewer_marks).values(
+        user_id=user_id, workspace_id=workspace_id, **values
+    )
+    tx.conn.execute(
+        stmt.on_conflict_do_update(index_elements=["user_id", "workspace_id"], set_=values)
+    )
+
+
+def upsert_exceptions(
+    tx: Tx,
+    *,
+    user_id: str,
+    workspace_id: str,
+    seqs: Sequence[int],
+    is_seen: bool | None = None,
+    is_archived: bool | None = None,
+    set_seen: bool = False,
+    set_archived: bool = False,
+) -> None:
+    """Set one column of the exceptions of ``seqs`` (creating rows as needed)."""
+    if not seqs:
+        return
+    values: dict[str, object] = {}
+    if set_seen:
+        values["is_seen"] = is_seen
+    if set_archived:
+        values["is_archived"] = is_archived
+    dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(event_states)
+    tx.conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["user_id", "event_seq"],
+            set_={k: getattr(stmt.excluded, k) for k in values},
+        ),
+        [
+            {
+                "user_id": user_id,
+                "event_seq": seq,
+                "workspace_id": workspace_id,
+                "is_seen": values.get("is_seen"),
+                "is_archived": values.get("is_archived"),
+            }
+            for seq in seqs
+        ],
+    )
+
+
+def _mine(user_id: str, workspace_id: str) -> list[object]:
+    return [event_states.c.user_id == user_id, event_states.c.workspace_id == workspace_id]
+
+
+def clear_seen_exceptions(tx: Tx, *, user_id: str, workspace_id: str, upto_seq: int) -> None:
+    """Forget seen exceptions at or below a new seen watermark (it now says the same)."""
+    tx.conn.execute(
+        update(event_states)
+        .where(*_mine(user_id, workspace_id), event_states.c.is_seen.is_not(None),
+               event_states.c.event_seq <= upto_seq)
+        .values(is_seen=None)
+    )
+    _delete_empty(tx, user_id, workspace_id)
+
+
+def clear_archived_exceptions(tx: Tx, *, user_id: str, workspace_id: str) -> None:
+    """Forget every archive exception (after "archive all" or "restore all")."""
+    tx.conn.execute(
+        update(event_states)
+        .where(*_mine(user_id, workspace_id), event_states.c.is_archived.is_not(None))
+        .values(is_archived=None)
+    )
+    _delete_empty(tx, user_id, workspace_id)
+
+
+def _delete_empty(tx: Tx, user_id: str, workspace_id: str) -> None:
+    tx.conn.execute(
+        delete(event_states).where(
+            *_mine(user_id, workspace_id),
+            event_states.c.is_seen.is_(None),
+            event_states.c.is_archived.is_(None),
+        )
+    )
+
+
+def _exception_count(tx: Tx, user_id: str, workspace_id: str, *conds: object) -> int:
+    return int(
+        tx.conn.execute(
+            select(func.count()).select_from(event_states).where(*_mine(user_id, workspace_id), *conds)
+        ).scalar_one()
+    )
+
+
+
+def count_visible_above(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int,
+                        seq: int, ord_: int) -> int:
+    """Events above a watermark (``seq``/``ord_``) that this viewer can see."""
+    return (head_ord - ord_) - count_private_of_others_above(
+        tx, viewer_id=user_id, workspace_id=workspace_id, seq=seq
+    )
+
+
+def count_unseen(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
+                 head_ord: int) -> int:
+    """Unseen events in the Inbox, exactly, at a cost that does not grow with history.
+
+    Every unseen event is above the seen watermark S. Above max(S, A) the archive
+    watermark A archives nothing, so the count is the visible events there less the
+    exceptions that make one seen or archived. Between S and A (when A is higher)
+    events are archived unless restored, so only restored-and-unseen exceptions count.
+    """
+    es = event_states.c
+    seen_true = es.is_seen == True  # noqa: E712  (SQL comparison, not Python truthiness)
+    archived_true = es.is_archived == True  # noqa: E712
+    if marks.archived_seq <= marks.seen_seq:
+        upper_seq, upper_ord, middle = marks.seen_seq, marks.seen_ord, 0
+    else:
+        upper_seq, upper_ord = marks.archived_seq, marks.archived_ord
+        middle = _exception_count(
+            tx, user_id, workspace_id,
+            es.event_seq > marks.seen_seq, es.event_seq <= marks.archived_seq,
+            es.is_archived == False,  # noqa: E712
+            or_(es.is_seen.is_(None), es.is_seen == False),  # noqa: E712
+        )
+    above = count_visible_above(
+        tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord,
+        seq=upper_seq, ord_=upper_ord,
+    )
+    hidden = _exception_count(
+        tx, user_id, workspace_id, es.event_seq > upper_seq, or_(seen_true, archived_true)
+    )
+    return middle + above - hidden
+
+
+def count_inbox(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
+                head_ord: int) -> int:
+    """Events in the Inbox (whatever their seen state), from watermarks and exceptions."""
+    es = event_states.c
+    above = count_visible_above(
+        tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord,
+        seq=marks.archived_seq, ord_=marks.archived_ord,
+    )
+    archived_above = _exception_count(
+        tx, user_id, workspace_id, es.event_seq > marks.archived_seq,
+        es.is_archived == True,  # noqa: E712
+    )
+    restored_below = _exception_count(
+        tx, user_id, workspace_id, es.event_seq <= marks.archived_seq,
+        es.is_archived == False,  # noqa: E712
+    )
+    return above - archived_above + restored_below
+
+
+def count_visible(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int) -> int:
+    return count_visible_above(
+        tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord, seq=0, ord_=0
+    )
+
+

@@ -1,0 +1,48 @@
+"""API keys of the active workspace: create (secret shown once), list, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from activityfeed.domain.accounts import Session
+from activityfeed.domain.events import SourceKind
+from activityfeed.services import apikeys, workspaces
+from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.schemas import ApiKeyCreate, api_key_public
+
+router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
+
+
+@router.post("", status_code=201)
+def create_key(body: ApiKeyCreate, session: Session = Depends(session_auth),
+               c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.write() as tx:
+        membership = workspaces.active_workspace(tx, session, body.workspace)
+        created = apikeys.create_api_key(
+            tx, user=session.user, membership=membership, name=body.name, scopes=body.scopes,
+            source=SourceKind.UI, now=c.now(),
+        )
+    return {"apiKey": api_key_public(created.key), "secret": created.secret}
+
+
+@router.get("")
+def list_keys(session: Session = Depends(session_auth),
+              c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.read() as tx:
+        membership = workspaces.active_workspace(tx, session, None)
+        keys = apikeys.list_api_keys(tx, membership=membership)
+    return {"apiKeys": [api_key_public(k) for k in keys]}
+
+
+@router.delete("/{key_id}")
+def revoke_key(key_id: str, session: Session = Depends(session_auth),
+               c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.write() as tx:
+        membership = workspaces.active_workspace(tx, session, None)
+        key = apikeys.revoke_api_key(
+            tx, user=session.user, membership=membership, key_id=key_id, source=SourceKind.UI,
+            now=c.now(),
+        )
+    return {"apiKey": api_key_public(key)}

@@ -1,0 +1,90 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from activityfeed.domain.accounts import Session
+from activityfeed.errors import NotAuthenticated
+from activityfeed.services import accounts, workspaces
+from activityfeed.web.deps import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    Ctx,
+    check_origin,
+    client_address,
+    cookie_name,
+    ctx,
+    is_secure,
+    session_auth,
+)
+from activityfeed.web.schemas import LoginRequest, membership_public, user_public, workspace_public
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def set_session_cookie(request: Request, response: Response, c: Ctx, value: str) -> None:
+    response.set_cookie(
+        cookie_name(request, c.settings),
+        value,
+        max_age=c.settings.session_absolute_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=is_secure(request, c.settings),
+        path="/",
+    )
+
+
+@router.post("/login")
+def login(body: LoginRequest, request: Request, response: Response,
+          c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    """Sign in with e-mail and password; sets the session cookie."""
+    check_origin(request, c.settings)
+    now = c.now()
+    address = client_address(request)
+    try:
+        with c.db.write() as tx:
+            signed_in = accounts.sign_in(
+                tx, email=body.email, password=body.password, address=address, now=now,
+                settings=c.settings,
+            )
+    except NotAuthenticated:
+        with c.db.write() as tx:
+            accounts.record_failure(
+                tx, email=body.email, address=address, now=now, settings=c.settings
+            )
+        raise
+    set_session_cookie(request, response, c, signed_in.cookie_value)
+    return {
+        "user": user_public(signed_in.session.user),
+        "workspace": workspace_public(signed_in.workspace),
+        "csrfToken": signed_in.session.csrf_token,
+    }
+
+
+@router.post("/logout")
+def logout(request: Request, response: Response, session: Session = Depends(session_auth),
+           c: Ctx = Depends(ctx)) -> dict[str, bool]:
+    """End this session on the server at once; other sessions of the user go on."""
+    with c.db.write() as tx:
+        accounts.sign_out(tx, session, now=c.now())
+    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
+        response.delete_cookie(name, path="/", secure=name == SECURE_SESSION_COOKIE,
+                               httponly=True, samesite="lax")
+    return {"success": True}
+
+
+@router.get("/me")
+def me(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    """The signed-in user, the active workspace and the CSRF token (for pages)."""
+    with c.db.read() as tx:
+        active = workspaces.access_workspace(
+            tx, user_id=session.user.id, workspace_id=session.workspace_id
+        )
+    return {
+        "user": user_public(session.user),
+        "workspace": membership_public(active),
+        "csrfToken": session.csrf_token,
+    }

@@ -1,0 +1,91 @@
+"""Ingestion: ``POST /api/events`` with an API key, one event or ``{"events": [...]}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from activityfeed.domain.accounts import ApiKey
+from activityfeed.domain.events import EventView
+from activityfeed.errors import InvalidRequest, PayloadTooLarge
+from activityfeed.services import apikeys
+from activityfeed.services.ingest import MAX_BATCH, IngestItem, ingest_events
+from activityfeed.web.deps import Ctx, api_key_auth, ctx
+from activityfeed.web.errors import validation_message
+from activityfeed.web.schemas import EventCreate, event_public
+
+router = APIRouter(prefix="/api/events", tags=["ingestion"])
+
+
+def _parse(body: Any) -> tuple[list[IngestItem], bool]:
+    if isinstance(body, dict) and "events" in body:
+        if set(body) != {"events"}:
+            extra = sorted(set(body) - {"events"})[0]
+            raise InvalidRequest(f"'{extra}' is not a field this request takes.", field=extra)
+        raw_items, is_batch = body["events"], True
+        if not isinstance(raw_items, list):
+            raise InvalidRequest("'events' must be a list of events.", field="events")
+        if len(raw_items) > MAX_BATCH:
+            raise PayloadTooLarge(f"At most {MAX_BATCH} events per request; send smaller batches.")
+    elif isinstance(body, dict):
+        raw_items, is_batch = [body], False
+    else:
+        raise InvalidRequest("The body must be an event object or {\"events\": [...]}.",
+                             field="body")
+    items = []
+    for i, raw in enumerate(raw_items):
+        try:
+            parsed = EventCreate.model_validate(raw)
+        except ValidationError as exc:
+            field, message = validation_message(list(exc.errors()))
+            where = f"events[{i}].{field}" if is_batch else field
+            prefix = f"events[{i}]: " if is_batch else ""
+            raise InvalidRequest(prefix + message, field=where) from None
+        items.append(
+            IngestItem(
+                resource_type=parsed.resource_type,
+                action=parsed.action,
+                resource_id=parsed.resource_id,
+                resource_name=parsed.resource_name,
+                description=parsed.description,
+                metadata=parsed.metadata or {},
+                occurred_at=parsed.occurred_at,
+                idempotency_key=parsed.idempotency_key,
+            )
+        )
+    return items, is_batch
+
+
+@router.post("", status_code=201)
+async def ingest(request: Request, key: ApiKey = Depends(api_key_auth),
+                 c: Ctx = Depends(ctx)) -> JSONResponse:
+    """Record one event or a batch (≤ 1000) atomically into the key's workspace."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("The body is not valid JSON.", field="body") from None
+    items, is_batch = _parse(body)
+    from starlette.concurrency import run_in_threadpool
+
+    def work() -> tuple[list[dict[str, Any]], bool]:
+        now = c.now()
+        with c.db.write() as tx:
+            apikeys.touch_api_key(tx, key, now=now)
+            result = ingest_events(
+                tx, key=key, items=items, is_batch=is_batch, now=now,
+                max_metadata_bytes=c.settings.max_metadata_bytes,
+            )
+        # The producer sees the event as a fresh viewer would: unseen, in the Inbox.
+        views = [event_public(EventView(event=e, is_seen=False, is_archived=False))
+                 for e in result.events]
+        return views, result.is_new
+
+    views, is_new = await run_in_threadpool(work)
+    status = 201 if is_new else 200
+    body_out = {"events": views} if is_batch else {"event": views[0]}
+    return JSONResponse(body_out, status_code=status)

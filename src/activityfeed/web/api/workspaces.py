@@ -1,0 +1,62 @@
+"""Workspaces: list with unseen counts, create, add members, switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from activityfeed.domain.accounts import Session
+from activityfeed.domain.workspaces import Role
+from activityfeed.services import workspaces
+from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.schemas import MemberAdd, WorkspaceCreate, membership_public
+
+router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
+
+
+@router.get("")
+def list_workspaces(session: Session = Depends(session_auth),
+                    c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.read() as tx:
+        summaries = workspaces.list_workspaces(tx, session)
+    return {
+        "workspaces": [
+            membership_public(s.membership, unseenCount=s.unseen_count, active=s.is_active)
+            for s in summaries
+        ]
+    }
+
+
+@router.post("", status_code=201)
+def create_workspace(body: WorkspaceCreate, session: Session = Depends(session_auth),
+                     c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.write() as tx:
+        ws = workspaces.create_workspace(tx, user_id=session.user.id, name=body.name, now=c.now())
+        membership = workspaces.access_workspace(tx, user_id=session.user.id, workspace_id=ws.id)
+    return {"workspace": membership_public(membership, unseenCount=0, active=False)}
+
+
+@router.post("/{slug}/members", status_code=201)
+def add_member(slug: str, body: MemberAdd, session: Session = Depends(session_auth),
+               c: Ctx = Depends(ctx)) -> JSONResponse:
+    with c.db.write() as tx:
+        workspaces.add_member(
+            tx, user_id=session.user.id, slug=slug, email=body.email, role=Role(body.role),
+            now=c.now(),
+        )
+    return JSONResponse(
+        {"member": {"email": body.email.strip().lower(), "role": body.role}}, status_code=201
+    )
+
+
+@router.post("/{slug}/switch")
+def switch(slug: str, session: Session = Depends(session_auth),
+           c: Ctx = Depends(ctx)) -> dict[str, Any]:
+    with c.db.write() as tx:
+        membership = workspaces.switch_workspace(tx, session, slug)
+        unseen = workspaces.unseen_count(
+            tx, user_id=session.user.id, workspace_id=membership.workspace.id
+        )
+    return {"workspace": membership_public(membership, unseenCount=unseen, active=True)}

@@ -1,0 +1,1 @@
+"""Server-rendered pages (templates/ and static/ beside this module)."""

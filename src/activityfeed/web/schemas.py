@@ -1,0 +1,139 @@
+"""Wire schemas: the only place where names are camelCase."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+from activityfeed.domain.accounts import ApiKey, Membership, Scope, User, Workspace
+from activityfeed.domain.events import EventView
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``, to the microsecond when there is one."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---- requests ---------------------------------------------------------------------------
+
+EventId = Annotated[str, StringConstraints(max_length=128)]
+
+
+class LoginRequest(Wire):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    password: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class WorkspaceCreate(Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class MemberAdd(Wire):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+
+
+class MarkSeenRequest(Wire):
+    event_ids: Annotated[list[EventId], Field(max_length=1000)] | None = None
+    all: bool | None = None
+
+
+class ArchiveRequest(Wire):
+    event_ids: Annotated[list[EventId], Field(max_length=1000)] | None = None
+    archive: bool = True
+    all: bool | None = None
+
+
+class ApiKeyCreate(Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    scopes: Annotated[list[Scope], Field(max_length=10)] = [Scope.EVENTS_WRITE]
+    workspace: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class EventCreate(Wire):
+    resource_type: Annotated[str, StringConstraints(max_length=32)]
+    action: Annotated[str, StringConstraints(max_length=32)]
+    resource_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    resource_name: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    metadata: dict[str, Any] | None = None
+    occurred_at: datetime | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# ---- responses --------------------------------------------------------------------------
+
+
+def user_public(user: User) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "name": user.name, "createdAt": iso(user.created_at)}
+
+
+def workspace_public(ws: Workspace, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": ws.id,
+        "slug": ws.slug,
+        "name": ws.name,
+        "isPersonal": ws.is_personal,
+        "createdAt": iso(ws.created_at),
+        **extra,
+    }
+
+
+def membership_public(m: Membership, **extra: Any) -> dict[str, Any]:
+    return workspace_public(m.workspace, role=m.role.value, **extra)
+
+
+def api_key_public(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "workspaceId": key.workspace_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": [s.value for s in key.scopes],
+        "createdAt": iso(key.created_at),
+        "lastUsedAt": iso(key.last_used_at),
+        "revokedAt": iso(key.revoked_at),
+        "createdBy": key.created_by,
+    }
+
+
+def event_public(view: EventView) -> dict[str, Any]:
+    e = view.event
+    source: dict[str, Any] = {"kind": e.source.kind.value}
+    if e.source.api_key_prefix:
+        source["apiKeyPrefix"] = e.source.api_key_prefix
+    return {
+        "id": e.id,
+        "workspaceId": e.workspace_id,
+        "resourceType": e.resource_type.value,
+        "resourceId": e.resource_id,
+        "resourceName": e.resource_name,
+        "action": e.action.value,
+        "description": e.description,
+        "actor": (
+            {"id": e.actor.id, "name": e.actor.name, "email": e.actor.email} if e.actor else None
+        ),
+        "source": source,
+        "createdAt": iso(e.created_at),
+        "metadata": e.metadata,
+        "seen": view.is_seen,
+        "archived": view.is_archived,
+        "resourceDeleted": view.is_resource_deleted,
+        "undoableUntil": iso(view.undoable_until),
+    }
