@@ -128,11 +128,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, db: Database, clock: Clock):  # noqa: ANN201 - FastAPI app
+def app(settings: Settings, db: Database, clock: Clock):
     return create_app(settings, db=db, clock=clock)
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # noqa: ANN001
+def client(app) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://testserver") as c:
         yield c

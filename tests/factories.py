@@ -21,13 +21,22 @@ PASSWORD = "correct horse battery"
 _counter = itertools.count(1)
 
 
-def make_user(db: Database, clock: Callable[[], datetime], *, email: str | None = None,
-              name: str | None = None, password: str = PASSWORD) -> User:
+def make_user(
+    db: Database,
+    clock: Callable[[], datetime],
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    password: str = PASSWORD,
+) -> User:
     n = next(_counter)
     with db.write() as tx:
         return accounts.create_user(
-            tx, email=email or f"user{n}@example.com", name=name or f"User {n}",
-            password=password, now=clock(),
+            tx,
+            email=email or f"user{n}@example.com",
+            name=name or f"User {n}",
+            password=password,
+            now=clock(),
         )
 
 
@@ -38,25 +47,38 @@ def personal_workspace(db: Database, user: User) -> Workspace:
     return ws
 
 
-def make_team(db: Database, clock: Callable[[], datetime], owner: User,
-              members: list[tuple[User, Role]] = (), *, name: str = "Team") -> Workspace:  # type: ignore[assignment]
+def make_team(
+    db: Database,
+    clock: Callable[[], datetime],
+    owner: User,
+    members: list[tuple[User, Role]] = (),
+    *,
+    name: str = "Team",
+) -> Workspace:  # type: ignore[assignment]
     with db.write() as tx:
         ws = workspaces.create_workspace(tx, user_id=owner.id, name=name, now=clock())
         for user, role in members:
-            workspaces.add_member(tx, user_id=owner.id, slug=ws.slug, email=user.email,
-                                  role=role, now=clock())
+            workspaces.add_member(
+                tx, user_id=owner.id, slug=ws.slug, email=user.email, role=role, now=clock()
+            )
     return ws
 
 
-def make_key(db: Database, clock: Callable[[], datetime], user: User,
-             workspace: Workspace | None = None) -> str:
+def make_key(
+    db: Database, clock: Callable[[], datetime], user: User, workspace: Workspace | None = None
+) -> str:
     """An events:write API key of ``workspace`` (default: the user's personal one)."""
     ws = workspace or personal_workspace(db, user)
     with db.write() as tx:
         membership = workspaces.access_workspace(tx, user_id=user.id, workspace_id=ws.id)
         created = apikeys.create_api_key(
-            tx, user=user, membership=membership, name="test key",
-            scopes=[Scope.EVENTS_WRITE], source=SourceKind.CLI, now=clock(),
+            tx,
+            user=user,
+            membership=membership,
+            name="test key",
+            scopes=[Scope.EVENTS_WRITE],
+            source=SourceKind.CLI,
+            now=clock(),
         )
     return created.secret
 
@@ -78,12 +100,14 @@ class Browser:
     def get(self, url: str, **kw: Any) -> Any:
         return self.client.get(url, **kw)
 
-    def post(self, url: str, json: Any = None, headers: dict[str, str] | None = None,
-             **kw: Any) -> Any:
+    def post(
+        self, url: str, json: Any = None, headers: dict[str, str] | None = None, **kw: Any
+    ) -> Any:
         return self.client.post(url, json=json, headers=self._headers(headers), **kw)
 
-    def patch(self, url: str, json: Any = None, headers: dict[str, str] | None = None,
-              **kw: Any) -> Any:
+    def patch(
+        self, url: str, json: Any = None, headers: dict[str, str] | None = None, **kw: Any
+    ) -> Any:
         return self.client.patch(url, json=json, headers=self._headers(headers), **kw)
 
     def delete(self, url: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:

@@ -43,9 +43,7 @@ class Settings:
     data_dir: Path = field(default_factory=Path.cwd)
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: object
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read ``ACTIVITYFEED_*`` variables; keyword overrides (CLI flags) win over them."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}

@@ -64,7 +64,11 @@ def workspace_create(
         for item in member:
             email, _, role = item.partition(":")
             workspaces.add_member(
-                tx, user_id=owner_id, slug=ws.slug, email=email, role=Role(role or "member"),
+                tx,
+                user_id=owner_id,
+                slug=ws.slug,
+                email=email,
+                role=Role(role or "member"),
                 now=now(),
             )
     console.print(f"Created workspace '{ws.slug}'.")
@@ -92,7 +96,12 @@ def apikey_create(
             assert personal is not None
             membership = workspaces.access_workspace(tx, user_id=user_id, workspace_id=personal.id)
         created = apikeys.create_api_key(
-            tx, user=user, membership=membership, name=name, scopes=[Scope.EVENTS_WRITE],
-            source=SourceKind.CLI, now=now(),
+            tx,
+            user=user,
+            membership=membership,
+            name=name,
+            scopes=[Scope.EVENTS_WRITE],
+            source=SourceKind.CLI,
+            now=now(),
         )
     console.print(created.secret, soft_wrap=True, highlight=False)

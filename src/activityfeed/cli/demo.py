@@ -35,13 +35,16 @@ def seed_demo(database_url: str, *, events: int = 3000) -> bool:
         with db.write() as tx:
             if account_store.select_user_by_email(tx, DEMO_EMAIL) is not None:
                 return False
-            demo = accounts.create_user(tx, email=DEMO_EMAIL, name="Dana Demo",
-                                        password=DEMO_PASSWORD, now=at)
-            alice = accounts.create_user(tx, email=TEAMMATE_EMAIL, name="Alice Moreau",
-                                         password="alice-password", now=at)
+            demo = accounts.create_user(
+                tx, email=DEMO_EMAIL, name="Dana Demo", password=DEMO_PASSWORD, now=at
+            )
+            alice = accounts.create_user(
+                tx, email=TEAMMATE_EMAIL, name="Alice Moreau", password="alice-password", now=at
+            )
             team = workspaces.create_workspace(tx, user_id=demo.id, name=TEAM_NAME, now=at)
-            workspaces.add_member(tx, user_id=demo.id, slug=team.slug, email=alice.email,
-                                  role=Role.MEMBER, now=at)
+            workspaces.add_member(
+                tx, user_id=demo.id, slug=team.slug, email=alice.email, role=Role.MEMBER, now=at
+            )
             personal = account_store.select_personal_workspace(tx, demo.id)
             assert personal is not None
         people = [Actor(id=u.id, name=u.name, email=u.email) for u in (demo, alice)]
@@ -62,8 +65,7 @@ def seed_demo(database_url: str, *, events: int = 3000) -> bool:
                     record_events(tx, batch, now=at)
                 progress.advance(task, len(batch))
         with db.write() as tx:
-            record_events(tx, personal_history(personal.id, people[0], start=start, end=at),
-                          now=at)
+            record_events(tx, personal_history(personal.id, people[0], start=start, end=at), now=at)
         with db.read() as tx:
             count = event_store.select_head(tx, team.id)[1]
         console.print(f"Recorded {count} events in '{team.slug}'.")

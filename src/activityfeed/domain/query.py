@@ -140,9 +140,7 @@ def parse_instant(value: str, name: str, *, is_end: bool) -> datetime:
     return moment + timedelta(microseconds=1) if is_end else moment
 
 
-def parse_activity_query(
-    params: Mapping[str, Sequence[str]], *, now: datetime
-) -> ActivityQuery:
+def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) -> ActivityQuery:
     """Parse query parameters (each name with all its values) into an ``ActivityQuery``.
 
     Unknown parameters are ignored; every known one is validated and a bad one raises

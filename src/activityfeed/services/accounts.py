@@ -47,8 +47,7 @@ def create_user(tx: Tx, *, email: str, name: str, password: str, now: datetime) 
         raise InvalidRequest("A name of 1 to 200 characters is needed.", field="name")
     if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
         raise InvalidRequest(
-            f"The password must have {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} "
-            "characters.",
+            f"The password must have {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
             field="password",
         )
     if store.select_user_by_email(tx, email) is not None:
@@ -79,10 +78,14 @@ class SignIn:
 def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Settings) -> None:
     since = now - timedelta(seconds=settings.login_window_seconds)
     for count, oldest, limit in (
-        (*store.count_login_failures(tx, since=since, email=email),
-         settings.login_max_failures_per_account),
-        (*store.count_login_failures(tx, since=since, address=address),
-         settings.login_max_failures_per_address),
+        (
+            *store.count_login_failures(tx, since=since, email=email),
+            settings.login_max_failures_per_account,
+        ),
+        (
+            *store.count_login_failures(tx, since=since, address=address),
+            settings.login_max_failures_per_address,
+        ),
     ):
         if count >= limit and oldest is not None:
             wait = (oldest + timedelta(seconds=settings.login_window_seconds)) - now
@@ -92,8 +95,9 @@ def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Se
             )
 
 
-def sign_in(tx: Tx, *, email: str, password: str, address: str, now: datetime,
-            settings: Settings) -> SignIn:
+def sign_in(
+    tx: Tx, *, email: str, password: str, address: str, now: datetime, settings: Settings
+) -> SignIn:
     """Check the credentials and open a new session in the user's personal workspace.
 
     Raises ``TooManyRequests`` after too many recent failures for the account or the
@@ -119,29 +123,41 @@ def sign_in(tx: Tx, *, email: str, password: str, address: str, now: datetime,
     csrf_token = secrets.token_urlsafe(32)
     expires_at = now + timedelta(seconds=settings.session_absolute_seconds)
     store.insert_session(
-        tx, id_hash=id_hash, user_id=user.id, workspace_id=workspace.id,
-        csrf_token=csrf_token, at=now, expires_at=expires_at,
+        tx,
+        id_hash=id_hash,
+        user_id=user.id,
+        workspace_id=workspace.id,
+        csrf_token=csrf_token,
+        at=now,
+        expires_at=expires_at,
     )
     session = Session(
-        id_hash=id_hash, user=user, workspace_id=workspace.id, csrf_token=csrf_token,
-        created_at=now, last_seen_at=now, expires_at=expires_at,
+        id_hash=id_hash,
+        user=user,
+        workspace_id=workspace.id,
+        csrf_token=csrf_token,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires_at,
     )
     return SignIn(cookie_value=cookie_value, session=session, workspace=workspace)
 
 
-def record_failure(tx: Tx, *, email: str, address: str, now: datetime,
-                   settings: Settings) -> None:
+def record_failure(tx: Tx, *, email: str, address: str, now: datetime, settings: Settings) -> None:
     store.insert_login_failure(tx, email=email.strip().lower()[:MAX_EMAIL], address=address, at=now)
     # Old failures never matter again; pruning here keeps the table small.
-    store.prune_login_failures(tx, before=now - timedelta(seconds=settings.login_window_seconds * 4))
+    store.prune_login_failures(
+        tx, before=now - timedelta(seconds=settings.login_window_seconds * 4)
+    )
 
 
 #: Refresh ``last_seen_at`` at most this often, so reads stay reads most of the time.
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-def resolve_session(tx: Tx, cookie_value: str, *, now: datetime,
-                    settings: Settings) -> Session | None:
+def resolve_session(
+    tx: Tx, cookie_value: str, *, now: datetime, settings: Settings
+) -> Session | None:
     """The live session behind a cookie value, or None (ended, expired, idle, unknown)."""
     if not cookie_value or len(cookie_value) > 256:
         return None

@@ -29,8 +29,9 @@ class ActivityPage:
     next_cursor: str | None
 
 
-def _view(row: event_store.Row, *, viewer_id: str, now: datetime,
-          undo_window: timedelta) -> EventView:
+def _view(
+    row: event_store.Row, *, viewer_id: str, now: datetime, undo_window: timedelta
+) -> EventView:
     e = row.event
     undoable_until = None
     if (
@@ -43,12 +44,20 @@ def _view(row: event_store.Row, *, viewer_id: str, now: datetime,
     ):
         until = e.created_at + undo_window
         undoable_until = until if until > now else None
-    return EventView(event=e, is_seen=row.is_seen, is_archived=row.is_archived,
-                     undoable_until=undoable_until)
+    return EventView(
+        event=e, is_seen=row.is_seen, is_archived=row.is_archived, undoable_until=undoable_until
+    )
 
 
-def list_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: ActivityQuery,
-                  now: datetime, undo_window: timedelta) -> ActivityPage:
+def list_activity(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    membership: Membership,
+    q: ActivityQuery,
+    now: datetime,
+    undo_window: timedelta,
+) -> ActivityPage:
     """One page of the viewer's feed, newest first, with ``total`` and ``unseenCount``.
 
     With a cursor the page starts right after it (``page`` is then ignored); without,
@@ -58,8 +67,14 @@ def list_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: Activity
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     offset = 0 if q.cursor else q.offset
     rows = event_store.select_page(
-        tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q, limit=q.limit + 1,
-        offset=offset, after=q.cursor,
+        tx,
+        viewer_id=viewer_id,
+        workspace_id=ws,
+        marks=marks,
+        q=q,
+        limit=q.limit + 1,
+        offset=offset,
+        after=q.cursor,
     )
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
@@ -83,8 +98,15 @@ def list_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: Activity
     )
 
 
-def export_activity(tx: Tx, *, viewer_id: str, membership: Membership, q: ActivityQuery,
-                    now: datetime, undo_window: timedelta) -> Iterator[EventView]:
+def export_activity(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    membership: Membership,
+    q: ActivityQuery,
+    now: datetime,
+    undo_window: timedelta,
+) -> Iterator[EventView]:
     """Every event matching the query (no paging), newest first, streamed in chunks."""
     ws = membership.workspace.id
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
@@ -106,8 +128,14 @@ def _head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     return event_store.select_head(tx, workspace_id)
 
 
-def mark_seen(tx: Tx, *, viewer_id: str, membership: Membership, event_ids: Sequence[str] | None,
-              mark_all: bool) -> int:
+def mark_seen(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    membership: Membership,
+    event_ids: Sequence[str] | None,
+    mark_all: bool,
+) -> int:
     """Mark the given events (or all up to now) seen; return the new unseen count.
 
     Unknown and foreign ids are ignored. "All" moves the seen watermark to the newest
@@ -136,8 +164,15 @@ def mark_seen(tx: Tx, *, viewer_id: str, membership: Membership, event_ids: Sequ
     )
 
 
-def archive_events(tx: Tx, *, viewer_id: str, membership: Membership,
-                   event_ids: Sequence[str] | None, archive_all: bool, archive: bool) -> int:
+def archive_events(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    membership: Membership,
+    event_ids: Sequence[str] | None,
+    archive_all: bool,
+    archive: bool,
+) -> int:
     """Archive (or, with ``archive=False``, restore) events; return how many moved.
 
     "All" with ``archive=True`` moves the archive watermark to the newest event: what
@@ -173,11 +208,19 @@ def archive_events(tx: Tx, *, viewer_id: str, membership: Membership,
     by_default = [s for s in moving if (s <= marks.archived_seq) == archive]
     overriding = [s for s in moving if (s <= marks.archived_seq) != archive]
     state_store.upsert_exceptions(
-        tx, user_id=viewer_id, workspace_id=ws, seqs=sorted(overriding), is_archived=archive,
+        tx,
+        user_id=viewer_id,
+        workspace_id=ws,
+        seqs=sorted(overriding),
+        is_archived=archive,
         set_archived=True,
     )
     state_store.upsert_exceptions(
-        tx, user_id=viewer_id, workspace_id=ws, seqs=sorted(by_default), is_archived=None,
+        tx,
+        user_id=viewer_id,
+        workspace_id=ws,
+        seqs=sorted(by_default),
+        is_archived=None,
         set_archived=True,
     )
     return len(moving)

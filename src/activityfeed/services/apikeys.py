@@ -31,8 +31,16 @@ def _actor(user: User) -> Actor:
     return Actor(id=user.id, name=user.name, email=user.email)
 
 
-def create_api_key(tx: Tx, *, user: User, membership: Membership, name: str,
-                   scopes: Sequence[Scope], source: SourceKind, now: datetime) -> CreatedKey:
+def create_api_key(
+    tx: Tx,
+    *,
+    user: User,
+    membership: Membership,
+    name: str,
+    scopes: Sequence[Scope],
+    source: SourceKind,
+    now: datetime,
+) -> CreatedKey:
     """Create a key for the workspace; the secret is returned here and never again."""
     name = name.strip()
     if not name or len(name) > 100:
@@ -80,8 +88,9 @@ def access_api_key(tx: Tx, *, membership: Membership, key_id: str) -> ApiKey:
     return key
 
 
-def revoke_api_key(tx: Tx, *, user: User, membership: Membership, key_id: str,
-                   source: SourceKind, now: datetime) -> ApiKey:
+def revoke_api_key(
+    tx: Tx, *, user: User, membership: Membership, key_id: str, source: SourceKind, now: datetime
+) -> ApiKey:
     """Revoke a key of the workspace (its creator, or an owner/admin); records the event."""
     key = access_api_key(tx, membership=membership, key_id=key_id)
     if key.created_by != user.id and not membership.role.can_manage_members:
@@ -107,7 +116,7 @@ def revoke_api_key(tx: Tx, *, user: User, membership: Membership, key_id: str,
     return revoked
 
 
-def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope, now: datetime) -> ApiKey:
+def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
     """The live key behind a bearer secret that carries ``scope``.
 
     Raises ``NotAuthenticated`` (``invalid_api_key``) for an unknown or revoked key and

@@ -92,8 +92,9 @@ def payload_hash(item: IngestItem) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _draft(item: IngestItem, index: int | None, *, key: ApiKey, now: datetime,
-           max_metadata_bytes: int) -> EventDraft:
+def _draft(
+    item: IngestItem, index: int | None, *, key: ApiKey, now: datetime, max_metadata_bytes: int
+) -> EventDraft:
     try:
         resource_type = ResourceType(item.resource_type)
     except ValueError:
@@ -158,8 +159,15 @@ def _draft(item: IngestItem, index: int | None, *, key: ApiKey, now: datetime,
     )
 
 
-def ingest_events(tx: Tx, *, key: ApiKey, items: Sequence[IngestItem], is_batch: bool,
-                  now: datetime, max_metadata_bytes: int) -> IngestResult:
+def ingest_events(
+    tx: Tx,
+    *,
+    key: ApiKey,
+    items: Sequence[IngestItem],
+    is_batch: bool,
+    now: datetime,
+    max_metadata_bytes: int,
+) -> IngestResult:
     """Record a batch atomically: every item valid, or nothing stored.
 
     An item whose ``idempotencyKey`` was seen before in this workspace returns the
@@ -172,8 +180,9 @@ def ingest_events(tx: Tx, *, key: ApiKey, items: Sequence[IngestItem], is_batch:
     if not items:
         raise InvalidRequest("The batch has no events.", field="events")
     drafts = [
-        _draft(item, i if is_batch else None, key=key, now=now,
-               max_metadata_bytes=max_metadata_bytes)
+        _draft(
+            item, i if is_batch else None, key=key, now=now, max_metadata_bytes=max_metadata_bytes
+        )
         for i, item in enumerate(items)
     ]
     keys = [d.idempotency_key for d in drafts if d.idempotency_key]
@@ -192,7 +201,8 @@ def ingest_events(tx: Tx, *, key: ApiKey, items: Sequence[IngestItem], is_batch:
             if existing[k].payload_hash != d.payload_hash:
                 raise InvalidRequest(
                     f"{where}: this key was used before for a different event.",
-                    code="idempotency_key_reused", field=where,
+                    code="idempotency_key_reused",
+                    field=where,
                 )
             slots.append(("old", existing[k]))
             continue
@@ -200,7 +210,8 @@ def ingest_events(tx: Tx, *, key: ApiKey, items: Sequence[IngestItem], is_batch:
             if drafts[first_in_batch[k]].payload_hash != d.payload_hash:
                 raise InvalidRequest(
                     f"{where}: this key is used twice in the batch for different events.",
-                    code="idempotency_key_reused", field=where,
+                    code="idempotency_key_reused",
+                    field=where,
                 )
             slots.append(("dup", first_in_batch[k]))
             continue

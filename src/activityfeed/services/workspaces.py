@@ -16,8 +16,9 @@ from activityfeed.store import states as state_store
 from activityfeed.store.db import Tx
 
 
-def access_workspace(tx: Tx, *, user_id: str, slug: str | None = None,
-                     workspace_id: str | None = None) -> Membership:
+def access_workspace(
+    tx: Tx, *, user_id: str, slug: str | None = None, workspace_id: str | None = None
+) -> Membership:
     """The caller's membership of the workspace named by slug or id.
 
     Raises ``NotFound`` alike for a workspace that does not exist and for one the
@@ -41,7 +42,10 @@ def create_workspace(tx: Tx, *, user_id: str, name: str, now: datetime) -> Works
     if not name or len(name) > 200:
         raise InvalidRequest("A workspace name of 1 to 200 characters is needed.", field="name")
     workspace = Workspace(
-        id=new_id("w_"), slug=unique_slug(tx, name), name=name, is_personal=False,
+        id=new_id("w_"),
+        slug=unique_slug(tx, name),
+        name=name,
+        is_personal=False,
         created_at=now,
     )
     store.insert_workspace(tx, workspace)
@@ -49,8 +53,9 @@ def create_workspace(tx: Tx, *, user_id: str, name: str, now: datetime) -> Works
     return workspace
 
 
-def add_member(tx: Tx, *, user_id: str, slug: str, email: str, role: Role,
-               now: datetime) -> Membership:
+def add_member(
+    tx: Tx, *, user_id: str, slug: str, email: str, role: Role, now: datetime
+) -> Membership:
     """Add an existing user to a team workspace (owners and admins only).
 
     Only an owner may make another owner. An unknown e-mail is ``not_found``; a user who

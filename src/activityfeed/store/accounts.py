@@ -67,7 +67,10 @@ def insert_workspace(tx: Tx, workspace: Workspace) -> None:
 
 
 def slug_taken(tx: Tx, slug: str) -> bool:
-    return tx.conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).first() is not None
+    return (
+        tx.conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).first()
+        is not None
+    )
 
 
 def lock_workspace(tx: Tx, workspace_id: str, *, exclusive: bool) -> None:
@@ -111,8 +114,9 @@ def select_memberships(tx: Tx, user_id: str) -> list[Membership]:
     return [Membership(workspace=_workspace(r), role=Role(r.role)) for r in rows]
 
 
-def select_membership(tx: Tx, *, user_id: str, slug: str | None = None,
-                      workspace_id: str | None = None) -> Membership | None:
+def select_membership(
+    tx: Tx, *, user_id: str, slug: str | None = None, workspace_id: str | None = None
+) -> Membership | None:
     stmt = (
         select(workspaces, memberships.c.role)
         .join(memberships, memberships.c.workspace_id == workspaces.c.id)
@@ -144,8 +148,16 @@ def select_member_ids(tx: Tx, workspace_id: str) -> list[str]:
     )
 
 
-def insert_session(tx: Tx, *, id_hash: str, user_id: str, workspace_id: str, csrf_token: str,
-                   at: datetime, expires_at: datetime) -> None:
+def insert_session(
+    tx: Tx,
+    *,
+    id_hash: str,
+    user_id: str,
+    workspace_id: str,
+    csrf_token: str,
+    at: datetime,
+    expires_at: datetime,
+) -> None:
     tx.conn.execute(
         insert(sessions).values(
             id_hash=id_hash,
@@ -159,8 +171,9 @@ def insert_session(tx: Tx, *, id_hash: str, user_id: str, workspace_id: str, csr
     )
 
 
-def select_live_session(tx: Tx, id_hash: str, *, now: datetime,
-                        idle_since: datetime) -> Session | None:
+def select_live_session(
+    tx: Tx, id_hash: str, *, now: datetime, idle_since: datetime
+) -> Session | None:
     """The session if it has not ended, expired or idled out."""
     row = tx.conn.execute(
         select(sessions, users.c.email, users.c.name, users.c.created_at.label("user_created_at"))
@@ -215,8 +228,9 @@ def insert_login_failure(tx: Tx, *, email: str, address: str, at: datetime) -> N
     tx.conn.execute(insert(login_failures).values(email=email, address=address, failed_at=at))
 
 
-def count_login_failures(tx: Tx, *, since: datetime, email: str | None = None,
-                         address: str | None = None) -> tuple[int, datetime | None]:
+def count_login_failures(
+    tx: Tx, *, since: datetime, email: str | None = None, address: str | None = None
+) -> tuple[int, datetime | None]:
     """How many failures since ``since`` for the e-mail or address, and the oldest one."""
     stmt = select(func.count(), func.min(login_failures.c.failed_at)).where(
         login_failures.c.failed_at > since
@@ -239,5 +253,3 @@ def delete_login_failures(tx: Tx, *, email: str) -> None:
 
 def prune_login_failures(tx: Tx, *, before: datetime) -> None:
     tx.conn.execute(delete(login_failures).where(login_failures.c.failed_at < before))
-
-

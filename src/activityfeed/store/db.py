@@ -119,9 +119,7 @@ class Database:
     def _tx(self, *, is_write: bool) -> Iterator[Tx]:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
-                conn = conn.execution_options(
-                    sqlite_begin="IMMEDIATE" if is_write else "DEFERRED"
-                )
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE" if is_write else "DEFERRED")
             elif not is_write:
                 conn = conn.execution_options(postgresql_readonly=True)
             tx = Tx(conn=conn, is_write=is_write)

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Integer,
+    Select,
     and_,
     column,
     func,
@@ -233,11 +233,18 @@ class Row:
 
 
 def select_page(
-    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery,
-    limit: int, offset: int = 0, after: Cursor | None = None,
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    limit: int,
+    offset: int = 0,
+    after: Cursor | None = None,
 ) -> list[Row]:
     """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc)."""
-    stmt = (
+    stmt: Select[Any] = (
         select(
             *_EVENT_COLUMNS,
             seen_expr(marks).label("is_seen_v"),
@@ -249,7 +256,8 @@ def select_page(
     stmt = _filtered(tx, stmt, q, marks)
     if after is not None:
         stmt = stmt.where(
-            tuple_(events.c.created_at, events.c.seq) < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
+            tuple_(events.c.created_at, events.c.seq)
+            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
         )
     stmt = stmt.order_by(events.c.created_at.desc(), events.c.seq.desc()).limit(limit)
     if offset:
@@ -261,15 +269,25 @@ def select_page(
 
 
 def iter_matching(
-    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery,
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
     chunk: int = 1000,
 ) -> Iterator[Row]:
     """Every matching event, newest first, fetched in keyset chunks (constant memory)."""
     after: Cursor | None = None
     while True:
         rows = select_page(
-            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q,
-            limit=chunk, after=after,
+            tx,
+            viewer_id=viewer_id,
+            workspace_id=workspace_id,
+            marks=marks,
+            q=q,
+            limit=chunk,
+            after=after,
         )
         yield from rows
         if len(rows) < chunk:
@@ -310,8 +328,13 @@ def select_visible_seqs(
     ]
 
 
-def select_event(tx: Tx, *, viewer_id: str, workspace_id: str | None, event_id: str,
-                 marks_by_ws: dict[str, Watermarks] | None = None) -> Event | None:
+def select_event(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str | None,
+    event_id: str,
+) -> Event | None:
     """One event the viewer may see (in ``workspace_id`` when given), else None."""
     stmt = select(events).where(events.c.id == event_id)
     if workspace_id is not None:
@@ -321,12 +344,13 @@ def select_event(tx: Tx, *, viewer_id: str, workspace_id: str | None, event_id: 
     return to_event(row) if row else None
 
 
-def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str,
-                                  seq: int) -> int:
+def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str, seq: int) -> int:
     """Other users' private events above ``seq``: the part of a range this viewer can't see."""
     return int(
         tx.conn.execute(
-            select(func.count()).select_from(events).where(
+            select(func.count())
+            .select_from(events)
+            .where(
                 events.c.workspace_id == workspace_id,
                 events.c.private_to.is_not(None),
                 events.c.private_to != viewer_id,
@@ -334,5 +358,3 @@ def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str,
             )
         ).scalar_one()
     )
-
-

@@ -7,6 +7,7 @@ trigram index) live in the migrations alone and are listed in ``MIGRATION_ONLY``
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,

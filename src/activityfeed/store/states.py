@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activityfeed.domain.state import Watermarks
@@ -46,9 +46,7 @@ def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) 
         "archived_ord": marks.archived_ord,
     }
     dialect_insert = postgresql.insert if tx.dialect == "postgresql" else sqlite.insert
-    stmt = dialect_insert(viewer_marks).values(
-        user_id=user_id, workspace_id=workspace_id, **values
-    )
+    stmt = dialect_insert(viewer_marks).values(user_id=user_id, workspace_id=workspace_id, **values)
     tx.conn.execute(
         stmt.on_conflict_do_update(index_elements=["user_id", "workspace_id"], set_=values)
     )
@@ -93,7 +91,7 @@ def upsert_exceptions(
     )
 
 
-def _mine(user_id: str, workspace_id: str) -> list[object]:
+def _mine(user_id: str, workspace_id: str) -> list[ColumnElement[bool]]:
     return [event_states.c.user_id == user_id, event_states.c.workspace_id == workspace_id]
 
 
@@ -101,8 +99,11 @@ def clear_seen_exceptions(tx: Tx, *, user_id: str, workspace_id: str, upto_seq: 
     """Forget seen exceptions at or below a new seen watermark (it now says the same)."""
     tx.conn.execute(
         update(event_states)
-        .where(*_mine(user_id, workspace_id), event_states.c.is_seen.is_not(None),
-               event_states.c.event_seq <= upto_seq)
+        .where(
+            *_mine(user_id, workspace_id),
+            event_states.c.is_seen.is_not(None),
+            event_states.c.event_seq <= upto_seq,
+        )
         .values(is_seen=None)
     )
     _delete_empty(tx, user_id, workspace_id)
@@ -128,25 +129,28 @@ def _delete_empty(tx: Tx, user_id: str, workspace_id: str) -> None:
     )
 
 
-def _exception_count(tx: Tx, user_id: str, workspace_id: str, *conds: object) -> int:
+def _exception_count(tx: Tx, user_id: str, workspace_id: str, *conds: ColumnElement[bool]) -> int:
     return int(
         tx.conn.execute(
-            select(func.count()).select_from(event_states).where(*_mine(user_id, workspace_id), *conds)
+            select(func.count())
+            .select_from(event_states)
+            .where(*_mine(user_id, workspace_id), *conds)
         ).scalar_one()
     )
 
 
-
-def count_visible_above(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int,
-                        seq: int, ord_: int) -> int:
+def count_visible_above(
+    tx: Tx, *, user_id: str, workspace_id: str, head_ord: int, seq: int, ord_: int
+) -> int:
     """Events above a watermark (``seq``/``ord_``) that this viewer can see."""
     return (head_ord - ord_) - count_private_of_others_above(
         tx, viewer_id=user_id, workspace_id=workspace_id, seq=seq
     )
 
 
-def count_unseen(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
-                 head_ord: int) -> int:
+def count_unseen(
+    tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
+) -> int:
     """Unseen events in the Inbox, exactly, at a cost that does not grow with history.
 
     Every unseen event is above the seen watermark S. Above max(S, A) the archive
@@ -162,14 +166,21 @@ def count_unseen(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
     else:
         upper_seq, upper_ord = marks.archived_seq, marks.archived_ord
         middle = _exception_count(
-            tx, user_id, workspace_id,
-            es.event_seq > marks.seen_seq, es.event_seq <= marks.archived_seq,
+            tx,
+            user_id,
+            workspace_id,
+            es.event_seq > marks.seen_seq,
+            es.event_seq <= marks.archived_seq,
             es.is_archived == False,  # noqa: E712
             or_(es.is_seen.is_(None), es.is_seen == False),  # noqa: E712
         )
     above = count_visible_above(
-        tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord,
-        seq=upper_seq, ord_=upper_ord,
+        tx,
+        user_id=user_id,
+        workspace_id=workspace_id,
+        head_ord=head_ord,
+        seq=upper_seq,
+        ord_=upper_ord,
     )
     hidden = _exception_count(
         tx, user_id, workspace_id, es.event_seq > upper_seq, or_(seen_true, archived_true)
@@ -177,20 +188,31 @@ def count_unseen(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
     return middle + above - hidden
 
 
-def count_inbox(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks,
-                head_ord: int) -> int:
+def count_inbox(
+    tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
+) -> int:
     """Events in the Inbox (whatever their seen state), from watermarks and exceptions."""
     es = event_states.c
     above = count_visible_above(
-        tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord,
-        seq=marks.archived_seq, ord_=marks.archived_ord,
+        tx,
+        user_id=user_id,
+        workspace_id=workspace_id,
+        head_ord=head_ord,
+        seq=marks.archived_seq,
+        ord_=marks.archived_ord,
     )
     archived_above = _exception_count(
-        tx, user_id, workspace_id, es.event_seq > marks.archived_seq,
+        tx,
+        user_id,
+        workspace_id,
+        es.event_seq > marks.archived_seq,
         es.is_archived == True,  # noqa: E712
     )
     restored_below = _exception_count(
-        tx, user_id, workspace_id, es.event_seq <= marks.archived_seq,
+        tx,
+        user_id,
+        workspace_id,
+        es.event_seq <= marks.archived_seq,
         es.is_archived == False,  # noqa: E712
     )
     return above - archived_above + restored_below
@@ -200,5 +222,3 @@ def count_visible(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int) -> 
     return count_visible_above(
         tx, user_id=user_id, workspace_id=workspace_id, head_ord=head_ord, seq=0, ord_=0
     )
-
-

@@ -138,7 +138,7 @@ def api_key_auth(request: Request) -> ApiKey:
             "Send an API key as 'Authorization: Bearer <key>'.", code="not_authenticated"
         )
     with c.db.read() as tx:
-        key = apikeys.authenticate_api_key(tx, token, scope=Scope.EVENTS_WRITE, now=c.now())
+        key = apikeys.authenticate_api_key(tx, token, scope=Scope.EVENTS_WRITE)
     request.state.auth_kind = "api_key"
     return key
 

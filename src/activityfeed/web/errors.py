@@ -57,7 +57,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        field, message = validation_message(list(exc.errors()))
+        field, message = validation_message([dict(e) for e in exc.errors()])
         return error_response(422, "invalid_request", message, field=field)
 
     @app.exception_handler(StarletteHTTPException)

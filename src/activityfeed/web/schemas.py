@@ -81,7 +81,12 @@ class EventCreate(Wire):
 
 
 def user_public(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "name": user.name, "createdAt": iso(user.created_at)}
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "createdAt": iso(user.created_at),
+    }
 
 
 def workspace_public(ws: Workspace, **extra: Any) -> dict[str, Any]:

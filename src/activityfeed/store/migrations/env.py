@@ -10,11 +10,11 @@ from activityfeed.store.schema import MIGRATION_ONLY, metadata
 config = context.config
 
 
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     # FTS tables, their shadow tables and trigram indexes exist in migrations only.
-    if name and (name in MIGRATION_ONLY or name.startswith("events_fts")):
-        return False
-    return True
+    return not (name and (name in MIGRATION_ONLY or name.startswith("events_fts")))
 
 
 def run_migrations_online() -> None:

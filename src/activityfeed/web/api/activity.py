@@ -29,8 +29,9 @@ def _owner(request: Request) -> str | None:
 
 
 @router.get("", response_model=None)
-def list_activity(request: Request, session: Session = Depends(session_auth),
-                  c: Ctx = Depends(ctx)) -> dict[str, Any] | StreamingResponse:
+def list_activity(
+    request: Request, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any] | StreamingResponse:
     """The feed: Inbox (or Archive with ``archived=true``), newest first; see docs/api.md."""
     now = c.now()
     params: dict[str, list[str]] = {}
@@ -42,7 +43,11 @@ def list_activity(request: Request, session: Session = Depends(session_auth),
         membership = workspaces.active_workspace(tx, session, q.owner)
         if not q.is_export:
             page = activity.list_activity(
-                tx, viewer_id=session.user.id, membership=membership, q=q, now=now,
+                tx,
+                viewer_id=session.user.id,
+                membership=membership,
+                q=q,
+                now=now,
                 undo_window=window,
             )
             return {
@@ -65,7 +70,11 @@ def list_activity(request: Request, session: Session = Depends(session_auth),
         with c.db.read() as tx:
             batch: list[str] = []
             for view in activity.export_activity(
-                tx, viewer_id=session.user.id, membership=membership, q=q, now=now,
+                tx,
+                viewer_id=session.user.id,
+                membership=membership,
+                q=q,
+                now=now,
                 undo_window=window,
             ):
                 batch.append(json.dumps(event_public(view)))
@@ -90,26 +99,41 @@ def _ids_or_all(ids: list[str] | None, all_: bool | None) -> None:
 
 
 @router.post("/mark-seen")
-def mark_seen(body: MarkSeenRequest, request: Request, session: Session = Depends(session_auth),
-              c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def mark_seen(
+    body: MarkSeenRequest,
+    request: Request,
+    session: Session = Depends(session_auth),
+    c: Ctx = Depends(ctx),
+) -> dict[str, Any]:
     _ids_or_all(body.event_ids, body.all)
     with c.db.write() as tx:
         membership = workspaces.active_workspace(tx, session, _owner(request))
         unseen = activity.mark_seen(
-            tx, viewer_id=session.user.id, membership=membership, event_ids=body.event_ids,
+            tx,
+            viewer_id=session.user.id,
+            membership=membership,
+            event_ids=body.event_ids,
             mark_all=bool(body.all),
         )
     return {"success": True, "unseenCount": unseen}
 
 
 @router.post("/archive")
-def archive(body: ArchiveRequest, request: Request, session: Session = Depends(session_auth),
-            c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def archive(
+    body: ArchiveRequest,
+    request: Request,
+    session: Session = Depends(session_auth),
+    c: Ctx = Depends(ctx),
+) -> dict[str, Any]:
     _ids_or_all(body.event_ids, body.all)
     with c.db.write() as tx:
         membership = workspaces.active_workspace(tx, session, _owner(request))
         updated = activity.archive_events(
-            tx, viewer_id=session.user.id, membership=membership, event_ids=body.event_ids,
-            archive_all=bool(body.all), archive=body.archive,
+            tx,
+            viewer_id=session.user.id,
+            membership=membership,
+            event_ids=body.event_ids,
+            archive_all=bool(body.all),
+            archive=body.archive,
         )
     return {"success": True, "updated": updated}

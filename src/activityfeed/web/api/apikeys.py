@@ -16,20 +16,25 @@ router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201)
-def create_key(body: ApiKeyCreate, session: Session = Depends(session_auth),
-               c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def create_key(
+    body: ApiKeyCreate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     with c.db.write() as tx:
         membership = workspaces.active_workspace(tx, session, body.workspace)
         created = apikeys.create_api_key(
-            tx, user=session.user, membership=membership, name=body.name, scopes=body.scopes,
-            source=SourceKind.UI, now=c.now(),
+            tx,
+            user=session.user,
+            membership=membership,
+            name=body.name,
+            scopes=body.scopes,
+            source=SourceKind.UI,
+            now=c.now(),
         )
     return {"apiKey": api_key_public(created.key), "secret": created.secret}
 
 
 @router.get("")
-def list_keys(session: Session = Depends(session_auth),
-              c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def list_keys(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
     with c.db.read() as tx:
         membership = workspaces.active_workspace(tx, session, None)
         keys = apikeys.list_api_keys(tx, membership=membership)
@@ -37,12 +42,17 @@ def list_keys(session: Session = Depends(session_auth),
 
 
 @router.delete("/{key_id}")
-def revoke_key(key_id: str, session: Session = Depends(session_auth),
-               c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def revoke_key(
+    key_id: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     with c.db.write() as tx:
         membership = workspaces.active_workspace(tx, session, None)
         key = apikeys.revoke_api_key(
-            tx, user=session.user, membership=membership, key_id=key_id, source=SourceKind.UI,
+            tx,
+            user=session.user,
+            membership=membership,
+            key_id=key_id,
+            source=SourceKind.UI,
             now=c.now(),
         )
     return {"apiKey": api_key_public(key)}

@@ -38,8 +38,9 @@ def set_session_cookie(request: Request, response: Response, c: Ctx, value: str)
 
 
 @router.post("/login")
-def login(body: LoginRequest, request: Request, response: Response,
-          c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def login(
+    body: LoginRequest, request: Request, response: Response, c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     """Sign in with e-mail and password; sets the session cookie."""
     check_origin(request, c.settings)
     now = c.now()
@@ -47,7 +48,11 @@ def login(body: LoginRequest, request: Request, response: Response,
     try:
         with c.db.write() as tx:
             signed_in = accounts.sign_in(
-                tx, email=body.email, password=body.password, address=address, now=now,
+                tx,
+                email=body.email,
+                password=body.password,
+                address=address,
+                now=now,
                 settings=c.settings,
             )
     except NotAuthenticated:
@@ -65,14 +70,18 @@ def login(body: LoginRequest, request: Request, response: Response,
 
 
 @router.post("/logout")
-def logout(request: Request, response: Response, session: Session = Depends(session_auth),
-           c: Ctx = Depends(ctx)) -> dict[str, bool]:
+def logout(
+    response: Response,
+    session: Session = Depends(session_auth),
+    c: Ctx = Depends(ctx),
+) -> dict[str, bool]:
     """End this session on the server at once; other sessions of the user go on."""
     with c.db.write() as tx:
         accounts.sign_out(tx, session, now=c.now())
     for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
-        response.delete_cookie(name, path="/", secure=name == SECURE_SESSION_COOKIE,
-                               httponly=True, samesite="lax")
+        response.delete_cookie(
+            name, path="/", secure=name == SECURE_SESSION_COOKIE, httponly=True, samesite="lax"
+        )
     return {"success": True}
 
 

@@ -34,14 +34,13 @@ def _parse(body: Any) -> tuple[list[IngestItem], bool]:
     elif isinstance(body, dict):
         raw_items, is_batch = [body], False
     else:
-        raise InvalidRequest("The body must be an event object or {\"events\": [...]}.",
-                             field="body")
+        raise InvalidRequest('The body must be an event object or {"events": [...]}.', field="body")
     items = []
     for i, raw in enumerate(raw_items):
         try:
             parsed = EventCreate.model_validate(raw)
         except ValidationError as exc:
-            field, message = validation_message(list(exc.errors()))
+            field, message = validation_message([dict(e) for e in exc.errors()])
             where = f"events[{i}].{field}" if is_batch else field
             prefix = f"events[{i}]: " if is_batch else ""
             raise InvalidRequest(prefix + message, field=where) from None
@@ -61,8 +60,9 @@ def _parse(body: Any) -> tuple[list[IngestItem], bool]:
 
 
 @router.post("", status_code=201)
-async def ingest(request: Request, key: ApiKey = Depends(api_key_auth),
-                 c: Ctx = Depends(ctx)) -> JSONResponse:
+async def ingest(
+    request: Request, key: ApiKey = Depends(api_key_auth), c: Ctx = Depends(ctx)
+) -> JSONResponse:
     """Record one event or a batch (≤ 1000) atomically into the key's workspace."""
     raw = await request.body()
     try:
@@ -77,12 +77,18 @@ async def ingest(request: Request, key: ApiKey = Depends(api_key_auth),
         with c.db.write() as tx:
             apikeys.touch_api_key(tx, key, now=now)
             result = ingest_events(
-                tx, key=key, items=items, is_batch=is_batch, now=now,
+                tx,
+                key=key,
+                items=items,
+                is_batch=is_batch,
+                now=now,
                 max_metadata_bytes=c.settings.max_metadata_bytes,
             )
         # The producer sees the event as a fresh viewer would: unseen, in the Inbox.
-        views = [event_public(EventView(event=e, is_seen=False, is_archived=False))
-                 for e in result.events]
+        views = [
+            event_public(EventView(event=e, is_seen=False, is_archived=False))
+            for e in result.events
+        ]
         return views, result.is_new
 
     views, is_new = await run_in_threadpool(work)

@@ -17,8 +17,9 @@ router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
 
 
 @router.get("")
-def list_workspaces(session: Session = Depends(session_auth),
-                    c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def list_workspaces(
+    session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     with c.db.read() as tx:
         summaries = workspaces.list_workspaces(tx, session)
     return {
@@ -30,8 +31,9 @@ def list_workspaces(session: Session = Depends(session_auth),
 
 
 @router.post("", status_code=201)
-def create_workspace(body: WorkspaceCreate, session: Session = Depends(session_auth),
-                     c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def create_workspace(
+    body: WorkspaceCreate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     with c.db.write() as tx:
         ws = workspaces.create_workspace(tx, user_id=session.user.id, name=body.name, now=c.now())
         membership = workspaces.access_workspace(tx, user_id=session.user.id, workspace_id=ws.id)
@@ -39,11 +41,16 @@ def create_workspace(body: WorkspaceCreate, session: Session = Depends(session_a
 
 
 @router.post("/{slug}/members", status_code=201)
-def add_member(slug: str, body: MemberAdd, session: Session = Depends(session_auth),
-               c: Ctx = Depends(ctx)) -> JSONResponse:
+def add_member(
+    slug: str, body: MemberAdd, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> JSONResponse:
     with c.db.write() as tx:
         workspaces.add_member(
-            tx, user_id=session.user.id, slug=slug, email=body.email, role=Role(body.role),
+            tx,
+            user_id=session.user.id,
+            slug=slug,
+            email=body.email,
+            role=Role(body.role),
             now=c.now(),
         )
     return JSONResponse(
@@ -52,8 +59,9 @@ def add_member(slug: str, body: MemberAdd, session: Session = Depends(session_au
 
 
 @router.post("/{slug}/switch")
-def switch(slug: str, session: Session = Depends(session_auth),
-           c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def switch(
+    slug: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
     with c.db.write() as tx:
         membership = workspaces.switch_workspace(tx, session, slug)
         unseen = workspaces.unseen_count(
