@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
 from activityfeed.cli.common import DatabaseUrl, console, friendly_errors, now, settings_for
@@ -19,10 +22,16 @@ workspace_app = typer.Typer(help="Manage workspaces.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 
 
-def _db(database_url: str | None) -> Database:
+@contextmanager
+def _db(database_url: str | None) -> Iterator[Database]:
+    """The database, migrated, with its connections closed when the command ends."""
     settings = settings_for(database_url)
     migrate.upgrade(settings.database_url)
-    return Database(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 @user_app.command("create")
@@ -33,8 +42,7 @@ def user_create(
     database_url: str | None = DatabaseUrl,
 ) -> None:
     """Create a user and their personal workspace."""
-    db = _db(database_url)
-    with friendly_errors(), db.write() as tx:
+    with _db(database_url) as db, friendly_errors(), db.write() as tx:
         user = accounts.create_user(tx, email=email, name=name, password=password, now=now())
         ws = account_store.select_personal_workspace(tx, user.id)
     console.print(f"Created user {user.email} (id {user.id}), workspace '{ws.slug if ws else ''}'.")
@@ -57,8 +65,7 @@ def workspace_create(
     database_url: str | None = DatabaseUrl,
 ) -> None:
     """Create a team workspace owned by a user, optionally with members."""
-    db = _db(database_url)
-    with friendly_errors(), db.write() as tx:
+    with _db(database_url) as db, friendly_errors(), db.write() as tx:
         owner_id = _user_id(tx, owner)
         ws = workspaces.create_workspace(tx, user_id=owner_id, name=name, now=now())
         for item in member:
@@ -84,8 +91,7 @@ def apikey_create(
     database_url: str | None = DatabaseUrl,
 ) -> None:
     """Create an API key with events:write and print its secret (shown only once)."""
-    db = _db(database_url)
-    with friendly_errors(), db.write() as tx:
+    with _db(database_url) as db, friendly_errors(), db.write() as tx:
         user_id = _user_id(tx, email)
         user = account_store.select_user(tx, user_id)
         assert user is not None

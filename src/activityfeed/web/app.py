@@ -41,6 +41,7 @@ def create_app(
     for module in (auth, workspaces, activity, apikeys, events):
         app.include_router(module.router)
     app.include_router(pages.router)
+    app.mount("/static", pages.static_files, name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

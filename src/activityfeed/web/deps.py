@@ -145,3 +145,8 @@ def api_key_auth(request: Request) -> ApiKey:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def session_from_cookie(request: Request, c: Ctx) -> Session | None:
+    """The live session behind the request's cookie, or None (pages redirect to sign-in)."""
+    return _session_from(request, c)
