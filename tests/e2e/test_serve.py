@@ -100,5 +100,5 @@ def test_serve_upgrades_and_answers(database_url, workers):
         )
         assert sent.status_code == 201, sent.text
         feed = http.get("/api/activity").json()
-        assert [e["description"] for e in feed["events"]][0] == "Exported model yolo11n"
+        assert feed["events"][0]["description"] == "Exported model yolo11n"
         assert http.get("/activity").status_code == 200

@@ -58,7 +58,8 @@ def test_no_javascript_triage(app, client, db, clock):
     assert moved.status_code == 303
     assert browser.get("/activity").text.count('name="event_id"') == 3
     archive = browser.get("/activity?archived=true")
-    assert first_id in archive.text and "Restore" in archive.text
+    assert first_id in archive.text
+    assert "Restore" in archive.text
 
     browser.post(
         "/activity/archive", data={"csrf_token": token, "event_id": first_id, "archive": "0"}
