@@ -121,7 +121,11 @@ class Database:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE" if is_write else "DEFERRED")
             elif not is_write:
-                conn = conn.execution_options(postgresql_readonly=True)
+                # One snapshot for the whole read: a page, its total and its unseen count
+                # agree with each other even while events arrive.
+                conn = conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
             tx = Tx(conn=conn, is_write=is_write)
             with conn.begin():
                 yield tx
