@@ -127,14 +127,32 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
                 "payload_hash": d.payload_hash,
             }
         )
-    result = tx.conn.execute(
-        insert(events).returning(events.c.seq, sort_by_parameter_order=True), rows
-    )
-    seqs = [r.seq for r in result]
-    out = []
+    seqs = _allocate_seqs(tx, len(rows))
     for row, seq in zip(rows, seqs, strict=True):
-        out.append(to_event(_Row(seq=seq, **row)))
-    return out
+        row["seq"] = seq
+    # A plain executemany: RETURNING would make SQLite insert row by row.
+    tx.conn.execute(insert(events), rows)
+    return [to_event(_Row(**row)) for row in rows]
+
+
+def _allocate_seqs(tx: Tx, n: int) -> list[int]:
+    """``n`` fresh, increasing ``seq`` values.
+
+    PostgreSQL hands them out from the column's sequence. SQLite has one writer at a
+    time (every write transaction is BEGIN IMMEDIATE), so the next values after the
+    current maximum are ours until we commit.
+    """
+    if tx.dialect == "postgresql":
+        rows = tx.conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('events', 'seq')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        )
+        return sorted(int(r[0]) for r in rows)
+    top = tx.conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + n))
 
 
 class _Row:
