@@ -134,3 +134,38 @@ def test_demo_seeds_once(tmp_path, app):
         assert len(account_store.select_member_ids(tx, team.workspace.id)) == 2
     db.dispose()
     assert DEMO_PASSWORD
+
+
+def test_workspace_create_with_a_bad_role_is_a_clear_error(database_url):
+    runner.invoke(
+        cli,
+        [
+            "user",
+            "create",
+            "--email",
+            "o@example.com",
+            "--name",
+            "O",
+            "--password",
+            "s3cret-pass",
+            "--database-url",
+            database_url,
+        ],
+    )
+    result = runner.invoke(
+        cli,
+        [
+            "workspace",
+            "create",
+            "--name",
+            "T",
+            "--owner",
+            "o@example.com",
+            "--member",
+            "o@example.com:boss",
+            "--database-url",
+            database_url,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "the role must be one of" in result.output

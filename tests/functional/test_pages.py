@@ -86,3 +86,22 @@ def test_login_form_refuses_open_redirects(client, db, clock):
         follow_redirects=False,
     )
     assert response.headers["location"] == "/activity"
+
+
+def test_login_form_lockout_says_when_to_retry(settings, db, clock):
+    """After too many failures the form answers 429 with Retry-After, like the API."""
+    from dataclasses import replace
+
+    from activityfeed.web import create_app
+
+    app = create_app(replace(settings, login_max_failures_per_account=2), db=db, clock=clock)
+    user = make_user(db, clock)
+    browser = TestClient(app, base_url="http://testserver")
+    for _ in range(2):
+        assert (
+            browser.post("/login", data={"email": user.email, "password": "x" * 9}).status_code
+            == 401
+        )
+    locked = browser.post("/login", data={"email": user.email, "password": PASSWORD})
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 0

@@ -11,7 +11,7 @@ from activityfeed.cli.common import DatabaseUrl, console, friendly_errors, now, 
 from activityfeed.domain.accounts import Scope
 from activityfeed.domain.events import SourceKind
 from activityfeed.domain.workspaces import Role
-from activityfeed.errors import NotFound
+from activityfeed.errors import InvalidRequest, NotFound
 from activityfeed.services import accounts, apikeys, workspaces
 from activityfeed.store import accounts as account_store
 from activityfeed.store import migrate
@@ -70,6 +70,12 @@ def workspace_create(
         ws = workspaces.create_workspace(tx, user_id=owner_id, name=name, now=now())
         for item in member:
             email, _, role = item.partition(":")
+            if role and role not in {r.value for r in Role}:
+                raise InvalidRequest(
+                    f"--member {item!r}: the role must be one of "
+                    f"{', '.join(r.value for r in Role)}.",
+                    field="member",
+                )
             workspaces.add_member(
                 tx,
                 user_id=owner_id,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import EventView
@@ -122,7 +123,7 @@ def login_form(
     check_origin(request, c.settings)
     now = c.now()
     address = client_address(request)
-    error, status = None, 200
+    error, status, retry_after = None, 200, 0
     try:
         with c.db.write() as tx:
             signed_in = accounts.sign_in(
@@ -139,13 +140,17 @@ def login_form(
         error, status = exc.message, 401
     except TooManyRequests as exc:
         error, status = exc.message, 429
+        retry_after = exc.retry_after
     if error is not None:
-        return templates.TemplateResponse(
+        page = templates.TemplateResponse(
             request,
             "login.html",
             {"error": error, "email": email, "next": _safe_next(next)},
             status_code=status,
         )
+        if status == 429:
+            page.headers["Retry-After"] = str(retry_after)
+        return page
     redirect = RedirectResponse(_safe_next(next), status_code=303)
     set_session_cookie(request, redirect, c, signed_in.cookie_value)
     return redirect
@@ -221,7 +226,11 @@ def activity_page(request: Request, c: Ctx = Depends(ctx)) -> Response:
 
 @router.post("/activity/archive")
 async def archive_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
-    """No-JavaScript Archive / Restore / Archive all."""
+    """No-JavaScript Archive / Restore / Archive all.
+
+    Async only to read the form; the database work runs in the thread pool, so a busy
+    SQLite lock never stalls the event loop.
+    """
     try:
         session = await session_auth(request)
     except NotAuthenticated:
@@ -230,16 +239,20 @@ async def archive_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     event_id = str(form.get("event_id", ""))[:128]
     is_all = form.get("all") == "1"
     archive = form.get("archive", "1") == "1"
-    with c.db.write() as tx:
-        membership = workspaces.active_workspace(tx, session, None)
-        activity.archive_events(
-            tx,
-            viewer_id=session.user.id,
-            membership=membership,
-            event_ids=None if is_all else [event_id],
-            archive_all=is_all,
-            archive=archive,
-        )
+
+    def work() -> None:
+        with c.db.write() as tx:
+            membership = workspaces.active_workspace(tx, session, None)
+            activity.archive_events(
+                tx,
+                viewer_id=session.user.id,
+                membership=membership,
+                event_ids=None if is_all else [event_id],
+                archive_all=is_all,
+                archive=archive,
+            )
+
+    await run_in_threadpool(work)
     return RedirectResponse(_safe_next(str(form.get("return_to", "/activity"))), status_code=303)
 
 
@@ -250,8 +263,12 @@ async def switch_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     except NotAuthenticated:
         return _login_redirect(request)
     form = await request.form()
-    with c.db.write() as tx:
-        workspaces.switch_workspace(tx, session, str(form.get("slug", ""))[:64])
+
+    def work() -> None:
+        with c.db.write() as tx:
+            workspaces.switch_workspace(tx, session, str(form.get("slug", ""))[:64])
+
+    await run_in_threadpool(work)
     return RedirectResponse("/activity", status_code=303)
 
 
@@ -261,8 +278,12 @@ async def logout_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
         session = await session_auth(request)
     except NotAuthenticated:
         return RedirectResponse("/login", status_code=303)
-    with c.db.write() as tx:
-        accounts.sign_out(tx, session, now=c.now())
+
+    def work() -> None:
+        with c.db.write() as tx:
+            accounts.sign_out(tx, session, now=c.now())
+
+    await run_in_threadpool(work)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie("af_session", path="/")
     response.delete_cookie("__Host-af_session", path="/", secure=True)
