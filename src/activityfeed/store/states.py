@@ -23,6 +23,17 @@ from activityfeed.store.schema import event_states, viewer_marks
 
 
 def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
+    """The viewer's watermarks in the workspace (0/0 when they have none yet).
+
+    In a write transaction on PostgreSQL this first takes the viewer's lock for the
+    workspace, held until commit, so that two state changes of one viewer (two tabs:
+    "Archive all" and "Mark all seen") run one after the other: otherwise the second
+    would write back the watermark the first just moved (a lost update). SQLite
+    serialises every writer already.
+    """
+    if tx.is_write and tx.dialect == "postgresql":
+        key = func.hashtextextended(f"viewer_marks:{user_id}:{workspace_id}", 0)
+        tx.conn.execute(select(func.pg_advisory_xact_lock(key)))
     row = tx.conn.execute(
         select(viewer_marks).where(
             viewer_marks.c.user_id == user_id, viewer_marks.c.workspace_id == workspace_id
@@ -63,7 +74,11 @@ def upsert_exceptions(
     set_seen: bool = False,
     set_archived: bool = False,
 ) -> None:
-    """Set one column of the exceptions of ``seqs`` (creating rows as needed)."""
+    """Set one column of the exceptions of ``seqs`` (creating rows as needed).
+
+    Setting a column to None clears that override; rows left with no override are
+    deleted, so the table holds only exceptions that say something.
+    """
     if not seqs:
         return
     values: dict[str, object] = {}
@@ -89,6 +104,15 @@ def upsert_exceptions(
             for seq in seqs
         ],
     )
+    if None in values.values():
+        tx.conn.execute(
+            delete(event_states).where(
+                *_mine(user_id, workspace_id),
+                event_states.c.event_seq.in_(list(seqs)),
+                event_states.c.is_seen.is_(None),
+                event_states.c.is_archived.is_(None),
+            )
+        )
 
 
 def _mine(user_id: str, workspace_id: str) -> list[ColumnElement[bool]]:

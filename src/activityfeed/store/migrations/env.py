@@ -5,16 +5,10 @@ from __future__ import annotations
 from alembic import context
 
 from activityfeed.store.db import make_unpooled_engine
-from activityfeed.store.schema import MIGRATION_ONLY, metadata
+from activityfeed.store.migrate import include_object
+from activityfeed.store.schema import metadata
 
 config = context.config
-
-
-def include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    # FTS tables, their shadow tables and trigram indexes exist in migrations only.
-    return not (name and (name in MIGRATION_ONLY or name.startswith("events_fts")))
 
 
 def run_migrations_online() -> None:

@@ -1,0 +1,183 @@
+""" "Mark all seen", "archive all", "restore all" and the unseen count do not grow with history.
+
+Two team workspaces differ only in how many events they hold (100 and 10,000). The same
+triage runs in each while a ``before_cursor_execute`` listener records every statement:
+the statements must be the same SQL, as many of them, and the writes among them must
+touch as many rows. A watermark design passes; an UPDATE per event, or a loop per
+event, fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event
+
+from activityfeed.domain.accounts import Membership, User, Workspace
+from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.domain.workspaces import Role
+from activityfeed.services import activity, workspaces
+from activityfeed.services.events import record_events
+from activityfeed.store.db import Database
+from tests.factories import make_team, make_user
+
+BATCH = 1000
+
+
+@dataclass
+class Recorder:
+    """Statements run on an engine, and the rows each write touched."""
+
+    statements: list[str] = field(default_factory=list)
+    writes: list[tuple[str, int]] = field(default_factory=list)
+
+
+@contextmanager
+def recording(db: Database) -> Iterator[Recorder]:
+    recorder = Recorder()
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        recorder.statements.append(statement)
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE", "DELETE"):
+            recorder.writes.append((verb, cursor.rowcount))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        yield recorder
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+
+
+def fill(
+    db: Database, clock: Callable[[], Any], team: Workspace, users: list[User], n: int
+) -> list[str]:
+    """``n`` events in ``team``, in batches of 1000, by each user in turn; one in ten is
+    a settings change private to its actor."""
+    ids: list[str] = []
+    start = clock() - timedelta(days=30)
+    for first in range(0, n, BATCH):
+        drafts = []
+        for i in range(first, min(n, first + BATCH)):
+            user = users[i % len(users)]
+            private = i % 20 < 2
+            drafts.append(
+                EventDraft(
+                    workspace_id=team.id,
+                    resource_type=ResourceType.SETTINGS if private else ResourceType.TRAINING,
+                    action=Action.UPDATED if private else Action.COMPLETED,
+                    resource_id=f"run-{i}",
+                    resource_name=f"run {i}",
+                    actor=Actor(id=user.id, name=user.name, email=user.email),
+                    source=Source(kind=SourceKind.UI),
+                    occurred_at=start + timedelta(seconds=i),
+                )
+            )
+        with db.write() as tx:
+            ids.extend(e.id for e in record_events(tx, drafts, now=clock()))
+    return ids
+
+
+def triage(
+    db: Database, user: User, team: Workspace, ids: list[str]
+) -> dict[str, tuple[Recorder, int]]:
+    """Some clicks on single events (so exceptions exist), then each "all" operation
+    and unseen counts, each recorded on its own with what it returned."""
+    membership = Membership(workspace=team, role=Role.MEMBER)
+    with db.write() as tx:
+        activity.mark_seen(
+            tx, viewer_id=user.id, membership=membership, event_ids=ids[-5:], mark_all=False
+        )
+        activity.archive_events(
+            tx,
+            viewer_id=user.id,
+            membership=membership,
+            event_ids=ids[-10:-3],
+            archive_all=False,
+            archive=True,
+        )
+
+    def mark_all_seen() -> int:
+        with db.write() as tx:
+            return activity.mark_seen(
+                tx, viewer_id=user.id, membership=membership, event_ids=None, mark_all=True
+            )
+
+    def archive_all(archive: bool) -> int:
+        with db.write() as tx:
+            return activity.archive_events(
+                tx,
+                viewer_id=user.id,
+                membership=membership,
+                event_ids=None,
+                archive_all=True,
+                archive=archive,
+            )
+
+    def unseen_count() -> int:
+        with db.read() as tx:
+            return workspaces.unseen_count(tx, user_id=user.id, workspace_id=team.id)
+
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("unseen count", unseen_count),
+        ("archive all", lambda: archive_all(True)),
+        ("unseen count after archive all", unseen_count),
+        ("restore all", lambda: archive_all(False)),
+        ("mark all seen", mark_all_seen),
+        ("unseen count after mark all seen", unseen_count),
+        ("archive all after mark all seen", lambda: archive_all(True)),
+    ]
+    out: dict[str, tuple[Recorder, int]] = {}
+    for name, step in steps:
+        with recording(db) as recorder:
+            result = step()
+        out[name] = (recorder, result)
+    return out
+
+
+def expected_results(visible: int) -> dict[str, int]:
+    """What each step returns for a viewer who sees ``visible`` events: the ten newest
+    were clicked (five seen, seven archived, two of them both)."""
+    return {
+        "unseen count": visible - 10,
+        "archive all": visible - 7,
+        "unseen count after archive all": 0,
+        "restore all": visible,
+        "mark all seen": 0,
+        "unseen count after mark all seen": 0,
+        "archive all after mark all seen": visible,
+    }
+
+
+def test_all_operations_cost_the_same_at_100_and_10000_events(db, clock):
+    """The same statements, touching the same number of rows, whatever the history;
+    and the answers are exact at both sizes."""
+    alice = make_user(db, clock)
+    bob = make_user(db, clock)
+    small = make_team(db, clock, alice, [(bob, Role.MEMBER)], name="Small")
+    big = make_team(db, clock, alice, [(bob, Role.MEMBER)], name="Big")
+    small_ids = fill(db, clock, small, [alice, bob], 100)
+    big_ids = fill(db, clock, big, [alice, bob], 10_000)
+
+    at_100 = triage(db, bob, small, small_ids)
+    at_10000 = triage(db, bob, big, big_ids)
+
+    # A tenth of the events are private, half of those alice's, which bob never sees.
+    assert {name: result for name, (_, result) in at_100.items()} == expected_results(95)
+    assert {name: result for name, (_, result) in at_10000.items()} == expected_results(9500)
+    for name in at_100:
+        few, many = at_100[name][0], at_10000[name][0]
+        assert len(few.statements) == len(many.statements), name
+        assert few.statements == many.statements, name
+        assert few.writes == many.writes, name
+    # The listener saw the work (a silent listener would pass the comparison above).
+    assert len(at_100["archive all"][0].statements) >= 4
+    assert at_100["archive all"][0].writes
