@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,15 +17,67 @@ from activityfeed.store import accounts as store
 from activityfeed.store.db import Tx
 
 MAX_EMAIL = 320
+#: Session cookie values are 43 characters; anything much longer is not ours.
+MAX_COOKIE = 256
+
+
+def is_storable(text: str) -> bool:
+    """False for text no database here can store: NUL (PostgreSQL) or lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_name(value: str, *, field: str, max_length: int, what: str) -> str:
+    """A trimmed display name of 1 to ``max_length`` characters without control characters.
+
+    Raises ``InvalidRequest`` naming ``field`` otherwise.
+    """
+    name = value.strip()
+    if (
+        not name
+        or len(name) > max_length
+        or not is_storable(name)
+        or any(unicodedata.category(ch) == "Cc" for ch in name)
+    ):
+        raise InvalidRequest(
+            f"{what} of 1 to {max_length} characters, without control characters, is needed.",
+            field=field,
+        )
+    return name
 
 
 def normalise_email(email: str) -> str:
     """Lower-cased and trimmed; raises ``InvalidRequest`` when it is plainly not an address."""
     value = email.strip().lower()
     local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or len(value) > MAX_EMAIL or " " in value:
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(value) > MAX_EMAIL
+        or not is_storable(value)
+        or "\ufffd" in value
+        or any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value)
+    ):
         raise InvalidRequest(f"{email[:80]!r} is not an e-mail address.", field="email")
     return value
+
+
+def _email_key(email: str) -> str:
+    """The e-mail as sign-in looks it up and counts failures under.
+
+    Text that cannot be stored is replaced (not refused) so that such an attempt is a
+    plain failed sign-in, counted like any other, and never matches a real account.
+    """
+    key = email.strip().lower()[:MAX_EMAIL]
+    if is_storable(key):
+        return key
+    return "".join("\ufffd" if ch == "\x00" or 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in key)
 
 
 def unique_slug(tx: Tx, base: str) -> str:
@@ -42,9 +95,7 @@ def create_user(tx: Tx, *, email: str, name: str, password: str, now: datetime) 
     Raises ``Conflict`` (``already_exists``) when the e-mail is taken.
     """
     email = normalise_email(email)
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequest("A name of 1 to 200 characters is needed.", field="name")
+    name = clean_name(name, field="name", max_length=200, what="A name")
     if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
         raise InvalidRequest(
             f"The password must have {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
@@ -96,9 +147,19 @@ def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Se
 
 
 def sign_in(
-    tx: Tx, *, email: str, password: str, address: str, now: datetime, settings: Settings
+    tx: Tx,
+    *,
+    email: str,
+    password: str,
+    address: str,
+    now: datetime,
+    settings: Settings,
+    replaces: str | None = None,
 ) -> SignIn:
     """Check the credentials and open a new session in the user's personal workspace.
+
+    ``replaces`` is the session cookie the browser sent with the sign-in, if any: that
+    session ends, since the browser is about to forget its id for the new one.
 
     Raises ``TooManyRequests`` after too many recent failures for the account or the
     address (checked before the password, so a correct guess does not get through),
@@ -106,7 +167,7 @@ def sign_in(
     The failure is recorded by the caller in its own transaction (``record_failure``),
     so that it survives the rollback of this one.
     """
-    email_key = email.strip().lower()[:MAX_EMAIL]
+    email_key = _email_key(email)
     _check_rate(tx, email=email_key, address=address, now=now, settings=settings)
     found = store.select_user_by_email(tx, email_key)
     if not passwords.verify_password(found[1] if found else None, password) or found is None:
@@ -114,9 +175,13 @@ def sign_in(
     user, password_hash = found
     if passwords.needs_rehash(password_hash):
         store.update_password_hash(tx, user.id, passwords.hash_password(password))
-    store.delete_login_failures(tx, email=email_key)
+    # Forget this address's failures for the account (the owner's own typos), but not
+    # those from elsewhere: a guesser's count must not reset when the owner signs in.
+    store.delete_login_failures(tx, email=email_key, address=address)
     workspace = store.select_personal_workspace(tx, user.id)
     assert workspace is not None, "every user has a personal workspace"
+    if replaces and len(replaces) <= MAX_COOKIE:
+        store.end_session(tx, digest(replaces), now)
     # A fresh id at every sign-in: a session id planted before login is worthless.
     cookie_value = new_secret(32)
     id_hash = digest(cookie_value)
@@ -144,7 +209,7 @@ def sign_in(
 
 
 def record_failure(tx: Tx, *, email: str, address: str, now: datetime, settings: Settings) -> None:
-    store.insert_login_failure(tx, email=email.strip().lower()[:MAX_EMAIL], address=address, at=now)
+    store.insert_login_failure(tx, email=_email_key(email), address=address, at=now)
     # Old failures never matter again; pruning here keeps the table small.
     store.prune_login_failures(
         tx, before=now - timedelta(seconds=settings.login_window_seconds * 4)
@@ -159,7 +224,7 @@ def resolve_session(
     tx: Tx, cookie_value: str, *, now: datetime, settings: Settings
 ) -> Session | None:
     """The live session behind a cookie value, or None (ended, expired, idle, unknown)."""
-    if not cookie_value or len(cookie_value) > 256:
+    if not cookie_value or len(cookie_value) > MAX_COOKIE:
         return None
     idle_since = now - timedelta(seconds=settings.session_idle_seconds)
     return store.select_live_session(tx, digest(cookie_value), now=now, idle_since=idle_since)

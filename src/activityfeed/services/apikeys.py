@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.ids import digest, new_id, new_secret
-from activityfeed.errors import Forbidden, InvalidRequest, NotAuthenticated, NotFound
+from activityfeed.errors import Forbidden, NotAuthenticated, NotFound
+from activityfeed.services.accounts import clean_name, is_storable
 from activityfeed.services.events import record_event
+from activityfeed.store import accounts as account_store
 from activityfeed.store import apikeys as store
 from activityfeed.store.db import Tx
 
@@ -19,6 +21,8 @@ KEY_PREFIX = "afk_"
 DISPLAY_LENGTH = 12
 #: ``last_used_at`` is written at most this often per key (it is a hint, not an audit).
 TOUCH_EVERY = timedelta(minutes=1)
+#: Longer path ids cannot be ours; they are refused without a query.
+MAX_ID_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +46,7 @@ def create_api_key(
     now: datetime,
 ) -> CreatedKey:
     """Create a key for the workspace; the secret is returned here and never again."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise InvalidRequest("A key name of 1 to 100 characters is needed.", field="name")
+    name = clean_name(name, field="name", max_length=100, what="A key name")
     if not membership.role.can_write:
         raise Forbidden("Viewers cannot create API keys.")
     secret = KEY_PREFIX + new_secret(30)
@@ -81,18 +83,32 @@ def list_api_keys(tx: Tx, *, membership: Membership) -> list[ApiKey]:
     return store.select_api_keys(tx, workspace_id=membership.workspace.id)
 
 
-def access_api_key(tx: Tx, *, membership: Membership, key_id: str) -> ApiKey:
-    key = store.select_api_key(tx, key_id)
-    if key is None or key.workspace_id != membership.workspace.id:
-        raise NotFound("No API key of this workspace has that id.")
-    return key
+def access_api_key(tx: Tx, *, user_id: str, key_id: str) -> tuple[ApiKey, Membership]:
+    """The key with that id and the caller's membership of the key's workspace.
+
+    Any workspace the caller belongs to will do, not only the active one. Raises the
+    same ``NotFound`` for an unknown id and for a key of a workspace the caller is not
+    a member of.
+    """
+    is_valid = len(key_id) <= MAX_ID_LENGTH and is_storable(key_id)
+    key = store.select_api_key(tx, key_id) if is_valid else None
+    membership = (
+        account_store.select_membership(tx, user_id=user_id, workspace_id=key.workspace_id)
+        if key is not None
+        else None
+    )
+    if key is None or membership is None:
+        raise NotFound("No API key of yours has that id.")
+    return key, membership
 
 
-def revoke_api_key(
-    tx: Tx, *, user: User, membership: Membership, key_id: str, source: SourceKind, now: datetime
-) -> ApiKey:
-    """Revoke a key of the workspace (its creator, or an owner/admin); records the event."""
-    key = access_api_key(tx, membership=membership, key_id=key_id)
+def revoke_api_key(tx: Tx, *, user: User, key_id: str, source: SourceKind, now: datetime) -> ApiKey:
+    """Revoke a key of any of the caller's workspaces (its creator, or an owner/admin).
+
+    Records the ``api_key`` ``deleted`` event the first time; revoking a revoked key
+    again changes nothing. Raises ``NotFound`` (unknown or foreign id) or ``Forbidden``.
+    """
+    key, membership = access_api_key(tx, user_id=user.id, key_id=key_id)
     if key.created_by != user.id and not membership.role.can_manage_members:
         raise Forbidden("Only the key's creator or a workspace admin can revoke it.")
     if store.revoke_api_key(tx, key.id, now):

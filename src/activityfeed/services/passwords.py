@@ -13,16 +13,23 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
 
+def _secret(password: str) -> bytes:
+    # "surrogatepass" gives every str (even one with a lone surrogate from JSON) the
+    # same bytes each time, where plain UTF-8 would raise and answer 500.
+    return password.encode("utf-8", "surrogatepass")
+
+
 def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+    return _HASHER.hash(_secret(password))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; with no hash, spends the same time and says no."""
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        is_match = _HASHER.verify(password_hash or _DUMMY_HASH, _secret(password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+    return is_match and password_hash is not None
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -9,7 +9,7 @@ from activityfeed.domain.accounts import Membership, Session, Workspace
 from activityfeed.domain.ids import new_id
 from activityfeed.domain.workspaces import Role
 from activityfeed.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from activityfeed.services.accounts import normalise_email, unique_slug
+from activityfeed.services.accounts import clean_name, is_storable, normalise_email, unique_slug
 from activityfeed.store import accounts as store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
@@ -24,7 +24,13 @@ def access_workspace(
     Raises ``NotFound`` alike for a workspace that does not exist and for one the
     caller does not belong to.
     """
-    membership = store.select_membership(tx, user_id=user_id, slug=slug, workspace_id=workspace_id)
+    # A name the database cannot even hold names nothing: the same 404, not a crash.
+    is_valid = all(is_storable(v) for v in (slug, workspace_id) if v is not None)
+    membership = (
+        store.select_membership(tx, user_id=user_id, slug=slug, workspace_id=workspace_id)
+        if is_valid
+        else None
+    )
     if membership is None:
         raise NotFound("No workspace of yours has that name.")
     return membership
@@ -38,9 +44,7 @@ def active_workspace(tx: Tx, session: Session, owner: str | None) -> Membership:
 
 
 def create_workspace(tx: Tx, *, user_id: str, name: str, now: datetime) -> Workspace:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequest("A workspace name of 1 to 200 characters is needed.", field="name")
+    name = clean_name(name, field="name", max_length=200, what="A workspace name")
     workspace = Workspace(
         id=new_id("w_"),
         slug=unique_slug(tx, name),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
@@ -240,15 +240,18 @@ def count_login_failures(
     if address is not None:
         stmt = stmt.where(login_failures.c.address == address)
     count, oldest = tx.conn.execute(stmt).one()
+    # SQLite hands back naive datetimes from an aggregate; they are UTC.
     if isinstance(oldest, datetime) and oldest.tzinfo is None:
-        from datetime import UTC
-
         oldest = oldest.replace(tzinfo=UTC)
     return int(count), oldest
 
 
-def delete_login_failures(tx: Tx, *, email: str) -> None:
-    tx.conn.execute(delete(login_failures).where(login_failures.c.email == email))
+def delete_login_failures(tx: Tx, *, email: str, address: str) -> None:
+    tx.conn.execute(
+        delete(login_failures).where(
+            login_failures.c.email == email, login_failures.c.address == address
+        )
+    )
 
 
 def prune_login_failures(tx: Tx, *, before: datetime) -> None:

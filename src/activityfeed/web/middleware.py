@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -36,7 +37,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -56,7 +57,7 @@ class BodyLimit:
             {
                 "error": {
                     "code": "payload_too_large",
-                    "message": f"The request body may be at most {self.max_bytes} bytes.",
+                    "message": _too_large_message(self.max_bytes),
                 }
             }
         ).encode()
@@ -74,8 +75,20 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit.
+
+    It is an ``HTTPException`` because FastAPI turns any other exception met while it
+    reads the body into a 400 "error parsing the body"; this one it lets through to the
+    app's error handler, which answers 413 ``payload_too_large``.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large_message(max_bytes))
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"The request body may be at most {max_bytes} bytes."
 
 
 SECURITY_HEADERS = [

@@ -1,4 +1,5 @@
-"""API keys of the active workspace: create (secret shown once), list, revoke."""
+"""API keys: create (secret shown once) and list in the active workspace or the one named
+by ``workspace``; revoke a key of any workspace the caller belongs to."""
 
 from __future__ import annotations
 
@@ -34,9 +35,13 @@ def create_key(
 
 
 @router.get("")
-def list_keys(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
+def list_keys(
+    workspace: str | None = None,
+    session: Session = Depends(session_auth),
+    c: Ctx = Depends(ctx),
+) -> dict[str, Any]:
     with c.db.read() as tx:
-        membership = workspaces.active_workspace(tx, session, None)
+        membership = workspaces.active_workspace(tx, session, workspace)
         keys = apikeys.list_api_keys(tx, membership=membership)
     return {"apiKeys": [api_key_public(k) for k in keys]}
 
@@ -46,11 +51,9 @@ def revoke_key(
     key_id: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
     with c.db.write() as tx:
-        membership = workspaces.active_workspace(tx, session, None)
         key = apikeys.revoke_api_key(
             tx,
             user=session.user,
-            membership=membership,
             key_id=key_id,
             source=SourceKind.UI,
             now=c.now(),

@@ -54,6 +54,7 @@ def login(
                 address=address,
                 now=now,
                 settings=c.settings,
+                replaces=request.cookies.get(cookie_name(request, c.settings)),
             )
     except NotAuthenticated:
         with c.db.write() as tx:
