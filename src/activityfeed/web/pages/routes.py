@@ -28,6 +28,7 @@ from activityfeed.web.deps import (
     Ctx,
     check_origin,
     client_address,
+    cookie_name,
     ctx,
     session_auth,
     session_from_cookie,
@@ -133,6 +134,7 @@ def login_form(
                 address=address,
                 now=now,
                 settings=c.settings,
+                replaces=request.cookies.get(cookie_name(request, c.settings)),
             )
     except NotAuthenticated as exc:
         with c.db.write() as tx:
