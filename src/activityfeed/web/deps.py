@@ -15,6 +15,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import ApiKey, Scope, Session
@@ -109,7 +110,9 @@ async def session_auth(request: Request) -> Session:
     routes never accept one), else 401 ``not_authenticated``.
     """
     c = ctx(request)
-    session = _session_from(request, c)
+    # The lookup (and the once-a-minute touch) is blocking database work: keep it off
+    # the event loop, where a busy SQLite lock would stall every request of the worker.
+    session = await run_in_threadpool(_session_from, request, c)
     if session is None:
         if _bearer(request) is not None:
             raise NotAuthenticated(
