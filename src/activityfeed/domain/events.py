@@ -65,7 +65,7 @@ _VERBS: dict[Action, str] = {
     Action.CREATED: "Created",
     Action.UPDATED: "Updated",
     Action.DELETED: "Deleted",
-    Action.TRASHED: "Moved to trash",
+    Action.TRASHED: "Moved",
     Action.RESTORED: "Restored",
     Action.STARTED: "Started",
     Action.COMPLETED: "Completed",
@@ -97,13 +97,16 @@ def describe(resource_type: ResourceType, action: Action, resource_name: str) ->
 
     >>> describe(ResourceType.PROJECT, Action.CREATED, "my-project")
     'Created project my-project'
+    >>> describe(ResourceType.PROJECT, Action.TRASHED, "old")
+    'Moved project old to trash'
     """
     if resource_type is ResourceType.SETTINGS and action is Action.UPDATED:
         return f"Updated settings {resource_name}".rstrip()
     if resource_type is ResourceType.ONBOARDING and action is Action.COMPLETED:
         return "Completed onboarding"
     noun = _NOUNS[resource_type]
-    return f"{_VERBS[action]} {noun} {resource_name}".rstrip()
+    sentence = f"{_VERBS[action]} {noun} {resource_name}".rstrip()
+    return f"{sentence} to trash" if action is Action.TRASHED else sentence
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,24 +28,38 @@ class Cursor:
     seq: int
 
     def encode(self) -> str:
-        micros = int(self.created_at.timestamp() * 1_000_000)
+        # Integer arithmetic: a float timestamp can round the microsecond away, and a cursor one
+        # microsecond off would skip the events that share the last row's createdAt.
+        micros = (self.created_at - _EPOCH) // _MICROSECOND
         raw = f"1:{micros}:{self.seq}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
+            if len(text) > _MAX_CURSOR:
+                raise ValueError("too long")
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             version, micros, seq = raw.split(":")
-            if version != "1":
-                raise ValueError(version)
-            created = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
-            return cls(created_at=created, seq=int(seq))
-        except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError, OSError):
+            if version != "1" or not _DIGITS.match(micros) or not _DIGITS.match(seq):
+                raise ValueError(raw)
+            number = int(seq)
+            if not 0 < number <= _MAX_SEQ:
+                raise ValueError(seq)
+            created = _EPOCH + timedelta(microseconds=int(micros))
+            return cls(created_at=created, seq=number)
+        except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError):
             raise InvalidRequest(
                 "The cursor is not one this server gave out; start again without it.",
                 field="cursor",
             ) from None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_CURSOR = 100
+_MAX_SEQ = 2**63 - 1
+_DIGITS = re.compile(r"^-?\d{1,20}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +112,20 @@ def parse_bool(value: str, name: str) -> bool:
     raise InvalidRequest(f"'{name}' must be true or false, not {value[:40]!r}.", field=name)
 
 
+_NUMBER = re.compile(r"^[+-]?(\d{1,18})(?:\.0*)?$")
+
+
 def parse_int(value: str, name: str, *, low: int, high: int) -> int:
+    """A whole number in ``low..high``. The platform's own OpenAPI types these as
+    "number", so "20.0" (and "20.00") is accepted too; "1.5", "1e3" and "abc" are not."""
     text = value.strip()
-    # The platform's own OpenAPI types these as "number", so "20.0" is accepted too.
-    if text.endswith(".0"):
-        text = text[:-2]
-    try:
-        number = int(text)
-    except ValueError:
+    match = _NUMBER.match(text)
+    if match is None:
         raise InvalidRequest(
             f"'{name}' must be a whole number from {low} to {high}, not {value[:40]!r}.",
             field=name,
-        ) from None
+        )
+    number = int(match.group(1)) * (-1 if text.startswith("-") else 1)
     if not low <= number <= high:
         raise InvalidRequest(
             f"'{name}' must be from {low} to {high}; {number} is out of range.", field=name
@@ -127,17 +143,17 @@ def parse_instant(value: str, name: str, *, is_end: bool) -> datetime:
             moment = datetime.combine(day, time.min, tzinfo=UTC)
             return moment + timedelta(days=1) if is_end else moment
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+        # An explicit end instant is inclusive; the query's end bound is exclusive.
+        return moment + timedelta(microseconds=1) if is_end else moment
+    except (ValueError, OverflowError):
         raise InvalidRequest(
             f"'{name}' must be an ISO date (2026-01-31) or date-time "
             f"(2026-01-31T12:00:00Z), not {value[:40]!r}.",
             field=name,
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    # An explicit end instant is inclusive; the query's end bound is exclusive.
-    return moment + timedelta(microseconds=1) if is_end else moment
 
 
 def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) -> ActivityQuery:
@@ -148,9 +164,10 @@ def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) 
     """
 
     def one(*names: str) -> tuple[str, str] | None:
+        # A blank value counts as absent: an HTML form sends its empty fields.
         for name in names:
             values = params.get(name)
-            if values:
+            if values and values[-1].strip():
                 return name, values[-1]
         return None
 

@@ -118,7 +118,9 @@ def export_activity(
 
 def _check_ids(ids: Sequence[str]) -> None:
     if len(ids) > MAX_IDS:
-        raise InvalidRequest(f"At most {MAX_IDS} event ids at a time.", field="eventIds")
+        raise InvalidRequest(
+            f"'eventIds' holds at most {MAX_IDS} event ids at a time.", field="eventIds"
+        )
 
 
 def _head(tx: Tx, workspace_id: str) -> tuple[int, int]:

@@ -28,15 +28,22 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
     (workspace_id,) = workspace_ids
     account_store.lock_workspace(tx, workspace_id, exclusive=True)
     now_ms = int(now.timestamp() * 1000)
+    # Ids of one millisecond differ only in their random part: sorted, a batch's ids
+    # follow the order its events are recorded in ("sortable by creation").
+    ids = sorted(new_id(now_ms=now_ms) for _ in drafts)
     new = [
         store.NewEvent(
             draft=d,
-            id=new_id(now_ms=now_ms),
+            id=event_id,
             created_at=d.occurred_at or now,
             recorded_at=now,
-            description=d.description or describe(d.resource_type, d.action, d.resource_name),
+            description=(
+                d.description
+                if d.description and d.description.strip()
+                else describe(d.resource_type, d.action, d.resource_name)
+            ),
         )
-        for d in drafts
+        for d, event_id in zip(drafts, ids, strict=True)
     ]
     return store.insert_events(tx, workspace_id, new)
 

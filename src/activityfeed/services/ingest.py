@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activityfeed.domain.accounts import ApiKey
@@ -22,6 +23,7 @@ from activityfeed.domain.events import (
 )
 from activityfeed.errors import InvalidRequest
 from activityfeed.services.events import record_events
+from activityfeed.store import accounts as account_store
 from activityfeed.store import events as store
 from activityfeed.store.db import Tx
 
@@ -29,9 +31,35 @@ MAX_BATCH = 1000
 MAX_PAST = timedelta(days=365)
 MAX_FUTURE = timedelta(minutes=5)
 MAX_METADATA_DEPTH = 8
-#: Metadata keys whose values are replaced, so that a secret never lands in the feed.
-SECRET_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|authori[sz]ation|credential", re.I)
+#: Metadata keys that name a secret; their values are replaced, so that a secret never
+#: lands in the feed. Keys are split into words first ("access_token", "apiKey",
+#: "client-secret"), so that "passed_tests" or "max_tokens" stay ordinary data.
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "privatekey",
+    }
+)
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+#: A value that carries one of our own API keys (or any bearer token) is redacted too.
+SECRET_VALUE = re.compile(r"afk_[A-Za-z0-9_-]{8,}|\bBearer\s+\S+", re.I)
 REDACTED = "[redacted]"
+
+
+def is_secret_key(key: str) -> bool:
+    words = [w.lower() for w in _WORD.findall(key)]
+    pairs = {a + b for a, b in itertools.pairwise(words)}
+    return any(w in SECRET_WORDS for w in words) or any(p in SECRET_WORDS for p in pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +87,50 @@ def _where(index: int | None, name: str) -> str:
     return name if index is None else f"events[{index}].{name}"
 
 
-def _depth(value: Any, level: int = 1) -> int:
-    if isinstance(value, dict):
-        return max([level, *(_depth(v, level + 1) for v in value.values())])
-    if isinstance(value, list):
-        return max([level, *(_depth(v, level + 1) for v in value)])
-    return level
+def _check_json(value: Any, where: str, *, max_depth: int) -> None:
+    """Refuse text no database can store (NUL, lone surrogates) and nesting deeper than
+    ``max_depth`` (a value at the top is level 1). Iterative: a hostile document cannot
+    exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > max_depth:
+            raise InvalidRequest(
+                f"{where}: nested too deeply (at most {max_depth} levels).", field=where
+            )
+        if isinstance(item, dict):
+            for k, v in item.items():
+                _check_text(k, where)
+                stack.append((v, level + 1))
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+        elif isinstance(item, str):
+            _check_text(item, where)
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise InvalidRequest(f"{where}: text may not contain NUL characters.", field=where)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            f"{where}: text must be valid Unicode (a lone surrogate was sent).", field=where
+        ) from None
 
 
 def redact(value: Any) -> Any:
+    """``value`` with the values of secret-looking keys, and API keys or bearer tokens
+    inside strings, replaced by ``[redacted]``."""
     if isinstance(value, dict):
         return {
-            k: (REDACTED if SECRET_KEY.search(k) and v not in (None, "") else redact(v))
+            k: (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [redact(v) for v in value]
+    if isinstance(value, str) and SECRET_VALUE.search(value):
+        return SECRET_VALUE.sub(REDACTED, value)
     return value
 
 
@@ -86,7 +142,8 @@ def payload_hash(item: IngestItem) -> str:
         "resourceName": item.resource_name,
         "description": item.description,
         "metadata": item.metadata,
-        "occurredAt": item.occurred_at.isoformat() if item.occurred_at else None,
+        # The instant, not its spelling: "+02:00" and "Z" forms of one moment are equal.
+        "occurredAt": item.occurred_at.astimezone(UTC).isoformat() if item.occurred_at else None,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -119,6 +176,14 @@ def _draft(
             f"{_where(index, 'action')}: {item.action[:40]!r} is not one of: {allowed}.",
             field=_where(index, "action"),
         ) from None
+    for name, text in (
+        ("resourceId", item.resource_id),
+        ("resourceName", item.resource_name),
+        ("description", item.description),
+        ("idempotencyKey", item.idempotency_key),
+    ):
+        if text is not None:
+            _check_text(text, _where(index, name))
     if item.occurred_at is not None:
         if item.occurred_at < now - MAX_PAST:
             raise InvalidRequest(
@@ -131,16 +196,13 @@ def _draft(
                 "future; check the producer's clock.",
                 field=_where(index, "occurredAt"),
             )
+    # Depth first: serialising a hostile nesting to measure it would exhaust the stack.
+    _check_json(item.metadata, _where(index, "metadata"), max_depth=MAX_METADATA_DEPTH)
     size = len(json.dumps(item.metadata, separators=(",", ":"), default=str).encode())
     if size > max_metadata_bytes:
         raise InvalidRequest(
             f"{_where(index, 'metadata')}: at most {max_metadata_bytes} bytes of metadata; "
             f"this has {size}.",
-            field=_where(index, "metadata"),
-        )
-    if _depth(item.metadata) > MAX_METADATA_DEPTH:
-        raise InvalidRequest(
-            f"{_where(index, 'metadata')}: nested at most {MAX_METADATA_DEPTH} levels deep.",
             field=_where(index, "metadata"),
         )
     return EventDraft(
@@ -187,9 +249,7 @@ def ingest_events(
     ]
     keys = [d.idempotency_key for d in drafts if d.idempotency_key]
     # Take the workspace lock before looking keys up, so a racing retry waits for us.
-    from activityfeed.store.accounts import lock_workspace
-
-    lock_workspace(tx, key.workspace_id, exclusive=True)
+    account_store.lock_workspace(tx, key.workspace_id, exclusive=True)
     existing = store.select_by_idempotency(tx, key.workspace_id, keys)
     first_in_batch: dict[str, int] = {}
     fresh: list[EventDraft] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import product
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Select,
     and_,
     column,
+    false,
     func,
     insert,
     literal,
@@ -208,6 +210,10 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
     PostgreSQL from the pg_trgm GIN index, which serves ILIKE. Below three characters
     no trigram exists, so both fall back to a LIKE over the (date-bounded) rows.
     """
+    if "\x00" in search:
+        # No stored text holds a NUL (ingestion refuses it), and neither database takes
+        # one in a query: nothing matches.
+        return false()
     pattern = f"%{_escape_like(search)}%"
     if tx.dialect == "postgresql":
         return _SEARCH_TEXT.ilike(pattern, escape="\\")
@@ -219,7 +225,11 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
             .columns(column("rowid", Integer()))
         )
         return events.c.seq.in_(fts.scalar_subquery())
-    return func.lower(_SEARCH_TEXT).like(pattern.lower(), escape="\\")
+    # SQLite's LIKE folds ASCII letters only; spell out the other letters' cases (one or
+    # two characters make a handful of patterns).
+    cases = [sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1}) for c in search]
+    patterns = sorted({f"%{_escape_like(''.join(p))}%" for p in product(*cases)})
+    return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns))
 
 
 def _filtered(

@@ -41,7 +41,7 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str]:
     if kind == "missing":
         return where, f"'{where}' is required."
     if kind == "too_long" and where.endswith("eventIds"):
-        return where, "At most 1000 event ids at a time."
+        return where, "'eventIds' holds at most 1000 event ids at a time."
     msg = str(first.get("msg", "is invalid")).rstrip(".")
     return where, f"'{where}': {msg[0].lower() + msg[1:] if msg else msg}."
 
@@ -62,6 +62,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI answers 400 when it cannot parse a body (e.g. JSON nested deeper
+            # than the parser goes); every other unreadable body is a 422 here.
+            return error_response(
+                422, "invalid_request", "The body could not be read as JSON.", field="body"
+            )
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         message = {

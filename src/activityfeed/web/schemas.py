@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User, Workspace
@@ -13,7 +20,10 @@ from activityfeed.domain.events import EventView
 
 
 class Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # Bodies are camelCase only: a snake_case spelling is an unknown field (422).
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=False, validate_by_alias=True, extra="forbid"
+    )
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -42,15 +52,16 @@ class MemberAdd(Wire):
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 
+# Strict booleans: "yes" or 1 is a wrong type, not a truthy value.
 class MarkSeenRequest(Wire):
     event_ids: Annotated[list[EventId], Field(max_length=1000)] | None = None
-    all: bool | None = None
+    all: StrictBool | None = None
 
 
 class ArchiveRequest(Wire):
     event_ids: Annotated[list[EventId], Field(max_length=1000)] | None = None
-    archive: bool = True
-    all: bool | None = None
+    archive: StrictBool = True
+    all: StrictBool | None = None
 
 
 class ApiKeyCreate(Wire):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from activityfeed.domain.accounts import ApiKey
 from activityfeed.domain.events import EventView
@@ -19,6 +21,18 @@ from activityfeed.web.errors import validation_message
 from activityfeed.web.schemas import EventCreate, event_public
 
 router = APIRouter(prefix="/api/events", tags=["ingestion"])
+
+
+def _not_json(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON (and PostgreSQL's jsonb) does not.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def _parse(body: Any) -> tuple[list[IngestItem], bool]:
@@ -37,6 +51,10 @@ def _parse(body: Any) -> tuple[list[IngestItem], bool]:
         raise InvalidRequest('The body must be an event object or {"events": [...]}.', field="body")
     items = []
     for i, raw in enumerate(raw_items):
+        if is_batch and not isinstance(raw, dict):
+            raise InvalidRequest(
+                f"events[{i}]: each event must be an object.", field=f"events[{i}]"
+            )
         try:
             parsed = EventCreate.model_validate(raw)
         except ValidationError as exc:
@@ -66,11 +84,13 @@ async def ingest(
     """Record one event or a batch (≤ 1000) atomically into the key's workspace."""
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("The body is not valid JSON.", field="body") from None
+    except RecursionError:
+        # Python's JSON parser recurses; a body nested thousands deep exhausts the stack.
+        raise InvalidRequest("The body is nested too deeply.", field="body") from None
     items, is_batch = _parse(body)
-    from starlette.concurrency import run_in_threadpool
 
     def work() -> tuple[list[dict[str, Any]], bool]:
         now = c.now()
