@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
+import httpx
 import typer
 from rich.progress import Progress
 
 from activityfeed.cli.common import DatabaseUrl, console, now, settings_for
 from activityfeed.cli.serve import run_server
-from activityfeed.domain.events import Actor
+from activityfeed.cli.simulate import produce
+from activityfeed.client import ActivityFeedClient
+from activityfeed.domain.accounts import Scope
+from activityfeed.domain.events import Actor, SourceKind
 from activityfeed.domain.workspaces import Role
-from activityfeed.services import accounts, workspaces
+from activityfeed.services import accounts, apikeys, workspaces
 from activityfeed.services.events import record_events
 from activityfeed.services.simulation import Cast, history, personal_history
 from activityfeed.store import accounts as account_store
@@ -74,20 +80,73 @@ def seed_demo(database_url: str, *, events: int = 3000) -> bool:
         db.dispose()
 
 
+def producer_key(database_url: str) -> str:
+    """A fresh API key of the demo team for the live producer (one per demo start)."""
+    db = Database(database_url)
+    try:
+        with db.write() as tx:
+            found = account_store.select_user_by_email(tx, DEMO_EMAIL)
+            assert found is not None
+            user = found[0]
+            team = next(
+                m
+                for m in account_store.select_memberships(tx, user.id)
+                if m.workspace.name == TEAM_NAME
+            )
+            created = apikeys.create_api_key(
+                tx,
+                user=user,
+                membership=team,
+                name="demo live producer",
+                scopes=[Scope.EVENTS_WRITE],
+                source=SourceKind.SYSTEM,
+                now=now(),
+            )
+        return created.secret
+    finally:
+        db.dispose()
+
+
+def start_live_producer(base_url: str, secret: str, *, rate: float) -> threading.Event:
+    """Report platform work to the demo server every few seconds, in a daemon thread."""
+    stop = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stop.is_set():
+            try:
+                if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                stop.wait(0.3)
+        with ActivityFeedClient(base_url, secret, max_retries=2) as client:
+            produce(client, rate=rate, duration=None, stop=stop)
+
+    threading.Thread(target=run, name="demo-producer", daemon=True).start()
+    return stop
+
+
 def demo(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     events: int = typer.Option(3000, "--events", min=0, help="Events of history to create."),
+    live_rate: float = typer.Option(
+        0.3, "--live-rate", min=0.0, help="Live events per second (0 turns the producer off)."
+    ),
     database_url: str | None = DatabaseUrl,
 ) -> None:
-    """Create (once) a demo account with a realistic history, then serve it."""
+    """Create (once) a demo account with a realistic history, then serve it live."""
     settings = settings_for(database_url)
     created = seed_demo(settings.database_url, events=events)
     if not created:
         console.print("The demo data exists already; serving it.")
+    if live_rate > 0:
+        secret = producer_key(settings.database_url)
+        start_live_producer(f"http://{host}:{port}", secret, rate=live_rate)
     console.print(
         f"\n[bold]Activity Feed demo[/bold] is at [link]http://{host}:{port}/activity[/link]\n"
         f"Sign in as [bold]{DEMO_EMAIL}[/bold] with password [bold]{DEMO_PASSWORD}[/bold]\n"
-        f"(database: {settings.database_url}; Ctrl+C stops it)\n"
+        f"(database: {settings.database_url}; a producer reports new work every few "
+        "seconds; Ctrl+C stops it)\n"
     )
     run_server(settings.database_url, host, port, 1)

@@ -6,7 +6,7 @@ import heapq
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
@@ -304,3 +304,46 @@ def personal_history(
                 )
             )
     return sorted(out, key=lambda d: d.occurred_at or start)
+
+
+class LiveScript:
+    """Platform work happening now: stories start as asked, and their later steps (a
+    training's completion, an export's result) follow a few seconds later instead of
+    hours, so a watcher sees whole stories unfold."""
+
+    def __init__(
+        self, cast: Cast, *, seed: int | None = None, follow_up: tuple[float, float] = (3.0, 15.0)
+    ) -> None:
+        self._cast = cast
+        self._rng = random.Random(seed)
+        self._follow_up = follow_up
+        self._pending: list[tuple[float, int, EventDraft]] = []
+        self._tie = 0
+
+    def next_event(self, now: float) -> EventDraft:
+        """The next event at monotonic time ``now``: a due follow-up, else a new story."""
+        if self._pending and self._pending[0][0] <= now:
+            return heapq.heappop(self._pending)[2]
+        first, *rest = run_story(self._cast, datetime.now(UTC), self._rng)
+        for draft in rest:
+            self._tie += 1
+            delay = self._rng.uniform(*self._follow_up)
+            heapq.heappush(self._pending, (now + delay, self._tie, draft))
+        return first
+
+
+def to_ingestion(draft: EventDraft, *, keep_time: bool = False) -> dict[str, Any]:
+    """The ``POST /api/events`` item for a draft (live events take the server's time)."""
+    body: dict[str, Any] = {
+        "resourceType": draft.resource_type.value,
+        "action": draft.action.value,
+        "resourceId": draft.resource_id,
+        "resourceName": draft.resource_name,
+    }
+    if draft.description:
+        body["description"] = draft.description
+    if draft.metadata:
+        body["metadata"] = draft.metadata
+    if keep_time and draft.occurred_at is not None:
+        body["occurredAt"] = draft.occurred_at.isoformat().replace("+00:00", "Z")
+    return body
