@@ -143,9 +143,14 @@ def _rejected(response: httpx.Response) -> RequestRejected:
     )
 
 
-def _result(response: httpx.Response, is_batch: bool) -> list[dict[str, Any]]:
-    body = response.json()
-    return list(body["events"]) if is_batch else [body["event"]]
+def _outcome(response: httpx.Response, is_batch: bool) -> list[dict[str, Any]] | RequestRejected:
+    """The stored events of a success, or the error to retry on; raises a final refusal."""
+    if response.status_code < 300:
+        body = response.json()
+        return list(body["events"]) if is_batch else [body["event"]]
+    if response.status_code not in RETRY_STATUSES:
+        raise _rejected(response)
+    return _rejected(response)
 
 
 class ActivityFeedClient:
@@ -212,11 +217,10 @@ class ActivityFeedClient:
             except httpx.TransportError as exc:
                 last = exc
             else:
-                if response.status_code < 300:
-                    return _result(response, is_batch)
-                if response.status_code not in RETRY_STATUSES:
-                    raise _rejected(response)
-                last = _rejected(response)
+                outcome = _outcome(response, is_batch)
+                if isinstance(outcome, list):
+                    return outcome
+                last = outcome
             if attempt < self._policy.max_retries:
                 time.sleep(self._policy.delay(attempt, response))
         raise ServerUnavailable(f"gave up after {self._policy.max_retries + 1} attempts: {last}")
@@ -295,11 +299,10 @@ class AsyncActivityFeedClient:
             except httpx.TransportError as exc:
                 last = exc
             else:
-                if response.status_code < 300:
-                    return _result(response, is_batch)
-                if response.status_code not in RETRY_STATUSES:
-                    raise _rejected(response)
-                last = _rejected(response)
+                outcome = _outcome(response, is_batch)
+                if isinstance(outcome, list):
+                    return outcome
+                last = outcome
             if attempt < self._policy.max_retries:
                 await asyncio.sleep(self._policy.delay(attempt, response))
         raise ServerUnavailable(f"gave up after {self._policy.max_retries + 1} attempts: {last}")
