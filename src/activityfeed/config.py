@@ -39,6 +39,14 @@ class Settings:
     max_metadata_bytes: int = 16 * 1024
     #: Extra origins (scheme://host[:port]) allowed to send state-changing requests.
     trusted_origins: tuple[str, ...] = ()
+    #: The live stream sends a keep-alive comment this often (seconds).
+    stream_heartbeat_seconds: float = 15.0
+    #: SQLite only: how often each process tails the tables for new events (seconds).
+    stream_poll_seconds: float = 0.25
+    #: Messages waiting for one slow stream client before it gets ``reset`` instead.
+    stream_queue_size: int = 1000
+    #: How long state changes are kept for reconnecting tabs (seconds).
+    stream_retention_seconds: int = 3600
     #: Folder for uploads and the default SQLite file.
     data_dir: Path = field(default_factory=Path.cwd)
 
@@ -55,6 +63,21 @@ class Settings:
             "session_absolute_seconds": "ACTIVITYFEED_SESSION_ABSOLUTE_SECONDS",
             "max_body_bytes": "ACTIVITYFEED_MAX_BODY_BYTES",
         }
+        int_vars["stream_queue_size"] = "ACTIVITYFEED_STREAM_QUEUE_SIZE"
+        int_vars["stream_retention_seconds"] = "ACTIVITYFEED_STREAM_RETENTION_SECONDS"
+        float_vars = {
+            "stream_heartbeat_seconds": "ACTIVITYFEED_STREAM_HEARTBEAT_SECONDS",
+            "stream_poll_seconds": "ACTIVITYFEED_STREAM_POLL_SECONDS",
+        }
+        for name, var in float_vars.items():
+            if (raw := env.get(var)) is not None:
+                try:
+                    seconds = float(raw)
+                except ValueError:
+                    seconds = -1.0
+                if not seconds > 0:
+                    raise ValueError(f"{var} must be a number of seconds above 0, not {raw!r}")
+                values[name] = seconds
         for name, var in int_vars.items():
             if (raw := env.get(var)) is not None:
                 try:

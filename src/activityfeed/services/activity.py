@@ -10,10 +10,12 @@ from activityfeed.domain.accounts import Membership
 from activityfeed.domain.events import Action, EventView, ResourceType
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
+from activityfeed.domain.stream import StateAction
 from activityfeed.errors import InvalidRequest
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
+from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Tx
 
 MAX_IDS = 1000
@@ -150,6 +152,15 @@ def mark_seen(
         marks = replace(marks, seen_seq=head_seq, seen_ord=head_ord)
         state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
         state_store.clear_seen_exceptions(tx, user_id=viewer_id, workspace_id=ws, upto_seq=head_seq)
+        # The user's other tabs (any process) follow through the stream's outbox.
+        stream_store.insert_change(
+            tx,
+            workspace_id=ws,
+            user_id=viewer_id,
+            action=StateAction.SEEN,
+            event_ids=[],
+            is_all=True,
+        )
     else:
         ids = list(event_ids or [])
         _check_ids(ids)
@@ -160,6 +171,15 @@ def mark_seen(
         state_store.upsert_exceptions(
             tx, user_id=viewer_id, workspace_id=ws, seqs=todo, is_seen=True, set_seen=True
         )
+        if todo:
+            stream_store.insert_change(
+                tx,
+                workspace_id=ws,
+                user_id=viewer_id,
+                action=StateAction.SEEN,
+                event_ids=[r.event.id for r in rows if not r.is_seen],
+                is_all=False,
+            )
         _, head_ord = event_store.select_head(tx, ws)
     return state_store.count_unseen(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
@@ -199,6 +219,14 @@ def archive_events(
             marks = replace(marks, archived_seq=0, archived_ord=0)
         state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
         state_store.clear_archived_exceptions(tx, user_id=viewer_id, workspace_id=ws)
+        stream_store.insert_change(
+            tx,
+            workspace_id=ws,
+            user_id=viewer_id,
+            action=StateAction.ARCHIVED if archive else StateAction.RESTORED,
+            event_ids=[],
+            is_all=True,
+        )
         return moved
     ids = list(event_ids or [])
     _check_ids(ids)
@@ -225,6 +253,15 @@ def archive_events(
         is_archived=None,
         set_archived=True,
     )
+    if moving:
+        stream_store.insert_change(
+            tx,
+            workspace_id=ws,
+            user_id=viewer_id,
+            action=StateAction.ARCHIVED if archive else StateAction.RESTORED,
+            event_ids=[r.event.id for r in rows if r.is_archived != archive],
+            is_all=False,
+        )
     return len(moving)
 
 

@@ -9,6 +9,7 @@ from activityfeed.domain.events import Event, EventDraft, describe
 from activityfeed.domain.ids import new_id
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as store
+from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Tx
 
 
@@ -18,7 +19,8 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
     The platform's own code calls this in the same transaction as the change the event
     describes, so there is never a change without its event or an event without its
     change. ``createdAt`` is the draft's ``occurred_at`` or ``now``; the description is
-    generated when the draft has none. Live fan-out is the caller's, after commit.
+    generated when the draft has none. Live streams are woken when the transaction
+    commits (PostgreSQL NOTIFY; SQLite processes tail the table).
     """
     if not drafts:
         return []
@@ -45,7 +47,10 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
         )
         for d, event_id in zip(drafts, ids, strict=True)
     ]
-    return store.insert_events(tx, workspace_id, new)
+    recorded = store.insert_events(tx, workspace_id, new)
+    # Delivered to every process's live stream only if and when this transaction commits.
+    stream_store.notify_events(tx, workspace_id)
+    return recorded
 
 
 def record_event(tx: Tx, draft: EventDraft, *, now: datetime) -> Event:

@@ -209,3 +209,23 @@ event_states = Table(
     Column("is_archived", Boolean(), nullable=True),
     Index(None, "user_id", "workspace_id", "event_seq"),
 )
+
+stream_changes = Table(
+    "stream_changes",
+    metadata,
+    # The outbox of seen/archive changes for the live stream: other processes and
+    # reconnecting tabs read it in seq order. AUTOINCREMENT on SQLite: pruning must never
+    # let a seq be handed out twice (a client holding it would skip the new row).
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    # The same user's previous change in the same workspace (0 for none): a replay whose
+    # first row points past the client's position has lost pruned rows, so it resets.
+    Column("prev_seq", BigInteger(), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("payload", JsonDoc, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "workspace_id", "user_id", "seq"),
+    Index(None, "created_at"),
+    sqlite_autoincrement=True,
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -11,9 +12,10 @@ from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
 from activityfeed.web import errors
-from activityfeed.web.api import activity, apikeys, auth, events, workspaces
+from activityfeed.web.api import activity, apikeys, auth, events, stream, workspaces
 from activityfeed.web.middleware import BodyLimit, SecurityHeaders
 from activityfeed.web.pages import routes as pages
+from activityfeed.web.sse import Broker
 
 
 def utc_now() -> datetime:
@@ -27,7 +29,18 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the app for ``settings``. The schema must exist (``activityfeed db upgrade``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker: Broker = app.state.broker
+        broker.start()
+        try:
+            yield
+        finally:
+            await broker.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Activity Feed",
         version=__version__,
         docs_url="/api/docs",
@@ -37,8 +50,11 @@ def create_app(
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.clock = clock
+    # The live stream's fan-out for this process (started by the lifespan, or by the
+    # first stream request when the app runs without one).
+    app.state.broker = Broker(settings, app.state.db, clock)
     errors.install(app)
-    for module in (auth, workspaces, activity, apikeys, events):
+    for module in (auth, workspaces, activity, stream, apikeys, events):
         app.include_router(module.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files, name="static")

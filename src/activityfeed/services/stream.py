@@ -1,0 +1,142 @@
+"""The live stream's use cases: where a viewer stands, and what they have not been sent.
+
+Everything here runs inside the caller's (read) transaction. The per-process broker in
+``web/sse.py`` calls ``catch_up`` for every connected client that a wake-up concerns, and
+for every client that (re)connects: live delivery and replay are the same read, "what
+is above this position", so a reconnecting tab gets exactly what it missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from activityfeed.domain.events import EventView
+from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition, workspace_tag
+from activityfeed.services import activity
+from activityfeed.services.workspaces import access_workspace, unseen_count
+from activityfeed.store import accounts as account_store
+from activityfeed.store import events as event_store
+from activityfeed.store import states as state_store
+from activityfeed.store import stream as stream_store
+from activityfeed.store.db import Tx
+
+
+def _current(tx: Tx, *, user_id: str, workspace_id: str) -> StreamPosition:
+    head_seq, _ = event_store.select_head(tx, workspace_id)
+    change_seq = stream_store.max_change_seq(tx, workspace_id=workspace_id, user_id=user_id)
+    return StreamPosition(head_seq, change_seq, workspace_tag(workspace_id))
+
+
+def current_position(tx: Tx, *, user_id: str, workspace_id: str) -> str:
+    """The stream position of "now" for this viewer in this workspace (opaque string).
+
+    A page renders it and opens ``/api/activity/stream?lastEventId=<it>``: whatever is
+    recorded between the render and the connection is replayed, nothing is missed.
+    """
+    return _current(tx, user_id=user_id, workspace_id=workspace_id).format()
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityItem:
+    view: EventView
+    position: StreamPosition
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeItem:
+    change: stream_store.Change
+    position: StreamPosition
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a client is to be sent, in order, and where it then stands.
+
+    ``is_reset``: the client's position was unknown or too far behind; it gets no items,
+    only ``reset`` at ``position`` (now).
+    """
+
+    items: list[ActivityItem | ChangeItem]
+    position: StreamPosition
+    is_reset: bool = False
+
+
+def catch_up(
+    tx: Tx,
+    *,
+    user_id: str,
+    workspace_id: str,
+    position: StreamPosition | None,
+    now: datetime,
+    undo_window: timedelta,
+    limit: int = REPLAY_LIMIT,
+) -> Delivery:
+    """The events and state changes above ``position`` for this viewer, oldest first.
+
+    ``position`` None starts "now" with nothing to send (see ``Delivery.is_reset`` for
+    an unknown one: the caller decides). A position ahead of the workspace (another
+    database, a forged id) or more than ``limit`` messages behind, or behind a pruned
+    state change, is a reset. Events private to others never appear.
+    """
+    current = _current(tx, user_id=user_id, workspace_id=workspace_id)
+    if position is None:
+        return Delivery(items=[], position=current)
+    if position.event_seq > current.event_seq or position.change_seq > current.change_seq:
+        return Delivery(items=[], position=current, is_reset=True)
+    marks = state_store.select_marks(tx, user_id=user_id, workspace_id=workspace_id)
+    rows = stream_store.select_events_after(
+        tx,
+        viewer_id=user_id,
+        workspace_id=workspace_id,
+        marks=marks,
+        after_seq=position.event_seq,
+        limit=limit + 1,
+    )
+    changes = stream_store.select_changes_after(
+        tx,
+        workspace_id=workspace_id,
+        user_id=user_id,
+        after_seq=position.change_seq,
+        limit=limit + 1,
+    )
+    lost_changes = bool(changes) and changes[0].prev_seq > position.change_seq
+    if len(rows) + len(changes) > limit or lost_changes:
+        return Delivery(items=[], position=current, is_reset=True)
+    # Events and changes have separate sequences; interleave them by time (both are
+    # stamped by the server). Every activity message carries the viewer's state at
+    # sending time, so the order cannot leave a tab showing a stale state.
+    merged: list[tuple[datetime, int, event_store.Row | stream_store.Change]] = sorted(
+        [(r.event.recorded_at, r.event.seq, r) for r in rows]
+        + [(c.created_at, c.seq, c) for c in changes],
+        key=lambda t: (t[0], isinstance(t[2], stream_store.Change), t[1]),
+    )
+    items: list[ActivityItem | ChangeItem] = []
+    at = position
+    for _, _, item in merged:
+        if isinstance(item, stream_store.Change):
+            at = at.advanced(change_seq=item.seq)
+            items.append(ChangeItem(change=item, position=at))
+        else:
+            at = at.advanced(event_seq=item.event.seq)
+            # The same per-viewer view as the list (seen, archived, undoableUntil).
+            view = activity._view(item, viewer_id=user_id, now=now, undo_window=undo_window)
+            items.append(ActivityItem(view=view, position=at))
+    # Everything up to the snapshot's head was read (other members' private events
+    # included, which are skipped): the client stands at the head.
+    return Delivery(items=items, position=current)
+
+
+def unseen_counts(tx: Tx, *, user_id: str, workspace_ids: Iterable[str]) -> dict[str, int]:
+    """The viewer's unseen count in each workspace (exact, history-independent)."""
+    return {ws: unseen_count(tx, user_id=user_id, workspace_id=ws) for ws in workspace_ids}
+
+
+def stream_workspaces(tx: Tx, *, user_id: str, workspace_id: str) -> dict[str, str]:
+    """The viewer's workspaces (id → slug) for a stream of ``workspace_id``.
+
+    Raises ``NotFound`` when the viewer is no longer a member of that workspace.
+    """
+    access_workspace(tx, user_id=user_id, workspace_id=workspace_id)
+    return {m.workspace.id: m.workspace.slug for m in account_store.select_memberships(tx, user_id)}

@@ -1,0 +1,486 @@
+"""The per-process live stream broker: one source of wake-ups, many SSE clients.
+
+Map of the moving parts (see ARCHITECTURE.md, "Live fan-out"):
+
+* a **source** task: on PostgreSQL one LISTEN connection (``store.notify.listen``); on
+  SQLite one poller that tails the tables every ``stream_poll_seconds``. It only says
+  *where* something changed (a workspace, or a user in a workspace);
+* a **dispatcher** task that, per wake-up, reads "what is above each concerned client's
+  position" for all of them in one read transaction in a worker thread (never on the
+  event loop), encodes the messages there, and puts them on each client's bounded
+  queue without ever waiting;
+* per client, the response's async generator, which drains its queue, sends the
+  heartbeat, and unregisters the client when the connection ends.
+
+A client that cannot keep up (its queue would overflow) has its queue replaced by one
+``reset``; if it has not even taken that reset when the next overflow comes, it is
+dropped (its stream ends after the reset). Nothing a client does can block the
+dispatcher or another client. Replay after a reconnect is the same read as live
+delivery, done by the same single dispatcher, so nothing is sent twice or lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import anyio.to_thread
+
+from activityfeed.config import Settings
+from activityfeed.domain.stream import (
+    HEARTBEAT_FRAME,
+    Message,
+    MessageType,
+    StreamPosition,
+    parse_position,
+    retry_frame,
+)
+from activityfeed.services import stream as stream_service
+from activityfeed.store import notify
+from activityfeed.store import stream as stream_store
+from activityfeed.store.db import Database
+from activityfeed.web.schemas import event_public
+
+log = logging.getLogger(__name__)
+
+#: How often each process prunes old state changes (with some jitter), in seconds.
+PRUNE_EVERY_SECONDS = 300.0
+
+#: A queued SSE text and whether it is a ``reset``; None ends the stream.
+Frame = tuple[str, bool]
+
+
+class Start(Enum):
+    """Where a new connection starts: from its position, from now, or with a reset."""
+
+    RESUME = "resume"
+    NOW = "now"
+    RESET = "reset"
+
+
+@dataclass(eq=False)
+class Client:
+    """One open stream. Its fields are touched only on the event loop."""
+
+    user_id: str
+    workspace_id: str
+    slugs: dict[str, str]
+    start: Start
+    position: StreamPosition | None
+    queue: asyncio.Queue[Frame | None]
+    is_caught_up: bool = False
+    last_counts: dict[str, int] | None = None
+    has_unread_reset: bool = False
+    is_dropped: bool = False
+
+
+@dataclass
+class _User:
+    """What the broker keeps per connected user: their workspaces and unseen counts."""
+
+    slugs: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    clients: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    client: Client
+    user_id: str
+    workspace_id: str
+    start: Start
+    position: StreamPosition | None
+    is_fetch: bool
+    slugs: dict[str, str]
+    last_counts: dict[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    frames: list[Frame]
+    position: StreamPosition | None
+    counts: dict[str, int]
+
+
+class Broker:
+    """Fans new events and state changes out to this process's stream clients."""
+
+    def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self._clients: set[Client] = set()
+        self._users: dict[str, _User] = {}
+        self._dirty_events: set[str] = set()
+        self._dirty_changes: set[tuple[str, str]] = set()
+        self._dirty_all = False
+        self._wake_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the source, dispatcher and pruner on the running loop (idempotent).
+
+        The app's lifespan calls it; a stream request calls it too, so an app driven
+        without its lifespan (a bare ``create_app`` under a test client) still streams.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._tasks and not any(t.done() for t in self._tasks):
+            return
+        self._forget_tasks()
+        self._loop = loop
+        self._wake_event = asyncio.Event()
+        source = self._listen() if self.db.dialect == "postgresql" else self._poll()
+        self._tasks = [
+            loop.create_task(self._guard("dispatcher", self._dispatch_forever())),
+            loop.create_task(self._guard("source", source)),
+            loop.create_task(self._guard("pruner", self._prune_forever())),
+        ]
+
+    def _forget_tasks(self) -> None:
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        self._tasks = []
+
+    async def aclose(self) -> None:
+        """Stop the background tasks (the app's lifespan calls it at shutdown)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in list(self._clients):
+            self._end(client)
+
+    async def _guard(self, name: str, work: Any) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream %s stopped", name)
+
+    # ---- wake-ups -----------------------------------------------------------------------
+
+    def wake(self, wake: notify.Wake) -> None:
+        """Note that something changed where ``wake`` says; the dispatcher reads it."""
+        if wake.user_id is None:
+            self._dirty_events.add(wake.workspace_id)
+        else:
+            self._dirty_changes.add((wake.workspace_id, wake.user_id))
+        self._poke()
+
+    def _catch_up_everyone(self) -> None:
+        # After the source (re)connects, wake-ups may have been missed: re-read from
+        # every client's position (exact, since delivery is by position).
+        self._dirty_all = True
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake_event is not None:
+            self._wake_event.set()
+
+    async def _listen(self) -> None:
+        await notify.listen(self.db.url, self.wake, self._catch_up_everyone)
+
+    async def _poll(self) -> None:
+        event_seq, change_seq = await anyio.to_thread.run_sync(self._tail_start)
+        self._catch_up_everyone()
+        while True:
+            await asyncio.sleep(self.settings.stream_poll_seconds)
+            try:
+                tail = await anyio.to_thread.run_sync(self._tail, event_seq, change_seq)
+            except Exception:
+                log.exception("stream poll failed; retrying")
+                continue
+            event_seq, change_seq = tail.event_seq, tail.change_seq
+            for wake in tail.wakes:
+                self.wake(wake)
+
+    def _tail_start(self) -> tuple[int, int]:
+        with self.db.read() as tx:
+            return notify.select_tail_start(tx)
+
+    def _tail(self, event_seq: int, change_seq: int) -> notify.Tail:
+        with self.db.read() as tx:
+            return notify.select_tail(tx, after_event_seq=event_seq, after_change_seq=change_seq)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            # Jitter: several processes need not prune at the same moment.
+            await asyncio.sleep(PRUNE_EVERY_SECONDS * random.uniform(0.5, 1.5))  # noqa: S311  (timing jitter, not a secret)
+            try:
+                await anyio.to_thread.run_sync(self.prune)
+            except Exception:
+                log.exception("pruning stream changes failed")
+
+    def prune(self) -> int:
+        """Delete state changes older than the retention (see ``prune_changes``)."""
+        before = datetime.now(UTC) - timedelta(seconds=self.settings.stream_retention_seconds)
+        with self.db.write() as tx:
+            return stream_store.prune_changes(tx, before=before)
+
+    # ---- clients ------------------------------------------------------------------------
+
+    async def prepare(
+        self, *, user_id: str, workspace_id: str, last_event_id: str | None
+    ) -> Client:
+        """A client for a stream of ``workspace_id``, not yet registered.
+
+        Raises ``NotFound`` when the user is no longer a member of the workspace.
+        """
+        slugs = await anyio.to_thread.run_sync(self._load_slugs, user_id, workspace_id)
+        position = parse_position(last_event_id, workspace_id=workspace_id)
+        if position is not None:
+            start = Start.RESUME
+        else:
+            start = Start.NOW if last_event_id is None else Start.RESET
+        return Client(
+            user_id=user_id,
+            workspace_id=workspace_id,
+            slugs=slugs,
+            start=start,
+            position=position,
+            queue=asyncio.Queue(maxsize=max(2, self.settings.stream_queue_size)),
+        )
+
+    def _load_slugs(self, user_id: str, workspace_id: str) -> dict[str, str]:
+        with self.db.read() as tx:
+            return stream_service.stream_workspaces(tx, user_id=user_id, workspace_id=workspace_id)
+
+    def register(self, client: Client) -> None:
+        """Add the client; the dispatcher first sends it what it missed (or ``reset``)."""
+        self.start()
+        user = self._users.setdefault(client.user_id, _User())
+        user.slugs = dict(client.slugs)
+        user.clients += 1
+        self._clients.add(client)
+        self._poke()
+
+    def unregister(self, client: Client) -> None:
+        if client not in self._clients:
+            return
+        self._clients.discard(client)
+        user = self._users.get(client.user_id)
+        if user is not None:
+            user.clients -= 1
+            if user.clients <= 0:
+                del self._users[client.user_id]
+
+    def _end(self, client: Client) -> None:
+        self.unregister(client)
+        client.is_dropped = True
+        self._drain(client)
+        client.queue.put_nowait(None)
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    async def frames(self, client: Client) -> AsyncIterator[str]:
+        """The SSE text of one connection: ``retry``, then messages and heartbeats."""
+        self.register(client)
+        try:
+            yield retry_frame()
+            heartbeat = self.settings.stream_heartbeat_seconds
+            while True:
+                try:
+                    async with asyncio.timeout(heartbeat):
+                        item = await client.queue.get()
+                except TimeoutError:
+                    yield HEARTBEAT_FRAME
+                    continue
+                if item is None:
+                    return
+                text, is_reset = item
+                if is_reset:
+                    client.has_unread_reset = False
+                yield text
+        finally:
+            self.unregister(client)
+
+    # ---- dispatch -----------------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        assert self._wake_event is not None
+        wake_event = self._wake_event
+        while True:
+            await wake_event.wait()
+            wake_event.clear()
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("stream dispatch failed; retrying from each client's position")
+                self._dirty_all = True
+                await asyncio.sleep(1.0)
+                wake_event.set()
+
+    async def _dispatch_once(self) -> None:
+        events_ws, self._dirty_events = self._dirty_events, set()
+        changes, self._dirty_changes = self._dirty_changes, set()
+        everything, self._dirty_all = self._dirty_all, False
+        jobs: list[_Job] = []
+        recount: dict[str, set[str]] = {}
+        for client in self._clients:
+            user = self._users[client.user_id]
+            is_fetch = (
+                everything
+                or not client.is_caught_up
+                or client.workspace_id in events_ws
+                or (client.workspace_id, client.user_id) in changes
+            )
+            stale = {
+                ws
+                for ws in user.slugs
+                if everything
+                or ws not in user.counts
+                or ws in events_ws
+                or (ws, client.user_id) in changes
+            }
+            if not is_fetch and not stale:
+                continue
+            recount.setdefault(client.user_id, set()).update(stale)
+            jobs.append(
+                _Job(
+                    client=client,
+                    user_id=client.user_id,
+                    workspace_id=client.workspace_id,
+                    start=client.start,
+                    position=client.position,
+                    is_fetch=is_fetch,
+                    slugs=user.slugs,
+                    last_counts=client.last_counts,
+                )
+            )
+        if not jobs:
+            return
+        known = {u: dict(self._users[u].counts) for u in recount}
+        results, counts = await anyio.to_thread.run_sync(self._build, jobs, recount, known)
+        for user_id, user_counts in counts.items():
+            if (known_user := self._users.get(user_id)) is not None:
+                known_user.counts.update(user_counts)
+        for job, result in zip(jobs, results, strict=True):
+            client = job.client
+            if client not in self._clients:
+                continue
+            client.position = result.position
+            client.start = Start.RESUME
+            client.is_caught_up = True
+            client.last_counts = result.counts
+            self._deliver(client, result.frames)
+
+    def _build(
+        self, jobs: list[_Job], recount: dict[str, set[str]], known: dict[str, dict[str, int]]
+    ) -> tuple[list[_Result], dict[str, dict[str, int]]]:
+        """In a worker thread: read, in one snapshot, what every job needs, and encode it."""
+        now = self.clock()
+        window = timedelta(seconds=self.settings.undo_window_seconds)
+        deliveries: dict[tuple[str, str, StreamPosition | None], stream_service.Delivery] = {}
+        with self.db.read() as tx:
+            fresh = {
+                user_id: stream_service.unseen_counts(tx, user_id=user_id, workspace_ids=wss)
+                for user_id, wss in recount.items()
+            }
+            for job in jobs:
+                position = job.position if job.start is Start.RESUME else None
+                key = (job.user_id, job.workspace_id, position)
+                if job.is_fetch and key not in deliveries:
+                    deliveries[key] = stream_service.catch_up(
+                        tx,
+                        user_id=job.user_id,
+                        workspace_id=job.workspace_id,
+                        position=position,
+                        now=now,
+                        undo_window=window,
+                    )
+        results: list[_Result] = []
+        for job in jobs:
+            by_id = {**known.get(job.user_id, {}), **fresh.get(job.user_id, {})}
+            counts = {slug: by_id[ws] for ws, slug in job.slugs.items() if ws in by_id}
+            unseen = by_id.get(job.workspace_id, 0)
+            frames: list[Frame] = []
+            position = job.position
+            if job.is_fetch:
+                position_key = job.position if job.start is Start.RESUME else None
+                delivery = deliveries[(job.user_id, job.workspace_id, position_key)]
+                position = delivery.position
+                if delivery.is_reset or job.start is Start.RESET:
+                    frames.append(_reset(delivery.position))
+                else:
+                    frames.extend(_encode(delivery, unseen=unseen, counts=counts))
+            carried = any(not is_reset for _, is_reset in frames)
+            if not carried and counts != job.last_counts and position is not None:
+                message = Message(
+                    MessageType.UNSEEN,
+                    {"unseenCount": unseen, "workspaces": counts},
+                    position.format(),
+                )
+                frames.append((message.encode(), False))
+            results.append(_Result(frames=frames, position=position, counts=counts))
+        return results, fresh
+
+    def _deliver(self, client: Client, frames: list[Frame]) -> None:
+        """Queue ``frames`` for the client without ever waiting for it."""
+        if not frames or client.is_dropped:
+            return
+        queue = client.queue
+        if len(frames) <= queue.maxsize - queue.qsize():
+            for frame in frames:
+                queue.put_nowait(frame)
+            return
+        assert client.position is not None
+        reset = _reset(client.position)
+        if client.has_unread_reset:
+            # It has not even taken the last reset: it is stuck, stop working for it.
+            log.info("dropping a stream client that stopped reading")
+            self.unregister(client)
+            client.is_dropped = True
+            self._drain(client)
+            queue.put_nowait(reset)
+            queue.put_nowait(None)
+            return
+        self._drain(client)
+        queue.put_nowait(reset)
+        client.has_unread_reset = True
+
+    @staticmethod
+    def _drain(client: Client) -> None:
+        while not client.queue.empty():
+            client.queue.get_nowait()
+
+
+def _reset(position: StreamPosition) -> Frame:
+    return Message(MessageType.RESET, {}, position.format()).encode(), True
+
+
+def _encode(
+    delivery: stream_service.Delivery, *, unseen: int, counts: dict[str, int]
+) -> list[Frame]:
+    frames: list[Frame] = []
+    for item in delivery.items:
+        data: dict[str, Any]
+        if isinstance(item, stream_service.ActivityItem):
+            kind = MessageType.ACTIVITY
+            data = {"event": event_public(item.view)}
+        else:
+            kind = MessageType.STATE
+            data = {
+                "action": item.change.action.value,
+                "eventIds": item.change.event_ids,
+                "all": item.change.is_all,
+            }
+        data["unseenCount"] = unseen
+        data["workspaces"] = counts
+        frames.append((Message(kind, data, item.position.format()).encode(), False))
+    return frames
