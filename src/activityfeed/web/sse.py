@@ -148,8 +148,14 @@ class Broker:
 
     def _forget_tasks(self) -> None:
         for task in self._tasks:
-            if not task.done():
-                task.cancel()
+            if task.done():
+                continue
+            loop = task.get_loop()
+            if loop.is_closed():
+                continue
+            # Tasks of another (finished or foreign) loop are cancelled on their own loop.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
         self._tasks = []
 
     async def aclose(self) -> None:

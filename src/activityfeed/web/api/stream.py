@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/activity", tags=["activity"])
 def _last_event_id(request: Request) -> str | None:
     # EventSource cannot set headers on its first connection, so the page passes its
     # position in the query; on reconnects the browser sends the header, which wins.
-    return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    # An empty id is no id (a new stream starts now, without a reset).
+    return request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
 
 
 @router.get("/stream", response_class=StreamingResponse)
