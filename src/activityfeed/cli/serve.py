@@ -24,6 +24,9 @@ def run_server(database_url: str, host: str, port: int, workers: int) -> None:
         workers=workers,
         proxy_headers=True,
         log_level="warning",
+        # Live streams never end by themselves: on shutdown, give them this long, then
+        # close them (the browsers reconnect elsewhere and resume by Last-Event-ID).
+        timeout_graceful_shutdown=5,
     )
 
 
