@@ -273,3 +273,23 @@ def test_too_much_missed_is_a_reset(live: tuple[World, str]) -> None:
         again = first.id
     with open_stream(base, world.viewer, last_event_id=again) as stream:
         assert [m.event for m in stream.drain(quiet=1.0)] == ["unseen"]
+
+
+def test_a_change_in_another_workspace_only_moves_counts(
+    live: tuple[World, str], db: Database, clock: Any
+) -> None:
+    """Mark all seen with ``owner`` (another workspace of the user): this workspace's
+    tabs get an ``unseen`` with the new counts, no ``state``."""
+    world, base = live
+    member_key = make_key(db, clock, world.member)
+    personal = personal_workspace(db, world.member)
+    assert ingest(world.client, member_key, event_body(1)).status_code == 201
+    with open_stream(base, world.viewer) as stream:
+        assert stream.next_of("unseen").data["workspaces"][personal.slug] == 2
+        done = world.viewer.post(
+            "/api/activity/mark-seen", params={"owner": personal.slug}, json={"all": True}
+        )
+        assert done.status_code == 200, done.text
+        message = stream.next()
+        assert (message.event, message.data["workspaces"][personal.slug]) == ("unseen", 0)
+        assert [m.event for m in stream.drain()] == []
