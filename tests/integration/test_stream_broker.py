@@ -62,6 +62,11 @@ def test_a_client_that_never_reads_does_not_block_another(
             assert (await _next(stuck_frames)).startswith("retry:")
             assert (await _next(reader_frames)).startswith("retry:")
             assert broker.client_count == 2
+            # A stream without an id starts "now" at its first dispatch, which sends the
+            # counts; wait for it, so that every event below is after "now" for both.
+            assert (await _next(reader_frames)).startswith("event: unseen")
+            while not stuck.is_caught_up:
+                await asyncio.sleep(0.01)
             wanted = []
             got: list[str] = []
             for n in range(EVENTS):
