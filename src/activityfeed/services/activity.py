@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from activityfeed.domain.accounts import Membership
-from activityfeed.domain.events import Action, EventView, ResourceType
+from activityfeed.domain.events import Action, Event, EventView, ResourceType
+from activityfeed.domain.profiles import undo_deadline, undoable_changes
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.errors import InvalidRequest
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
+from activityfeed.store import profiles as profile_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Tx
 
 MAX_IDS = 1000
+#: Rows per undo-record lookup while exporting.
+EXPORT_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,24 +33,71 @@ class ActivityPage:
     next_cursor: str | None
 
 
-def _view(
-    row: event_store.Row, *, viewer_id: str, now: datetime, undo_window: timedelta
-) -> EventView:
-    e = row.event
-    undoable_until = None
-    if (
+def _may_undo(e: Event, viewer_id: str) -> bool:
+    """Whether the event is the viewer's own settings change that undo can replay."""
+    return (
         e.resource_type is ResourceType.SETTINGS
         and e.action is Action.UPDATED
         and e.actor is not None
         and e.actor.id == viewer_id
-        and e.metadata.get("changes")
-        and not e.metadata.get("undoneBy")
-    ):
-        until = e.created_at + undo_window
+        and undoable_changes(e.metadata) is not None
+    )
+
+
+def _view(
+    row: event_store.Row,
+    *,
+    viewer_id: str,
+    now: datetime,
+    undo_window: timedelta,
+    undone: Set[str] = frozenset(),
+) -> EventView:
+    e = row.event
+    undoable_until = None
+    if _may_undo(e, viewer_id) and e.id not in undone:
+        until = undo_deadline(e.created_at, undo_window)
         undoable_until = until if until > now else None
     return EventView(
         event=e, is_seen=row.is_seen, is_archived=row.is_archived, undoable_until=undoable_until
     )
+
+
+def _views(
+    tx: Tx,
+    rows: Sequence[event_store.Row],
+    *,
+    viewer_id: str,
+    now: datetime,
+    undo_window: timedelta,
+) -> list[EventView]:
+    # One lookup of the undo records for the whole batch, and only for rows that could
+    # be undoable at all (the viewer's own recent settings changes).
+    candidates = [
+        r.event.id
+        for r in rows
+        if _may_undo(r.event, viewer_id) and undo_deadline(r.event.created_at, undo_window) > now
+    ]
+    undone = profile_store.select_undone(tx, candidates)
+    return [
+        _view(r, viewer_id=viewer_id, now=now, undo_window=undo_window, undone=undone) for r in rows
+    ]
+
+
+def view_events(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    event_ids: Sequence[str],
+    now: datetime,
+    undo_window: timedelta,
+) -> list[EventView]:
+    """The given events as the viewer sees them (state, undo deadline); invisible ones drop out."""
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=workspace_id)
+    rows = event_store.select_visible_seqs(
+        tx, viewer_id=viewer_id, workspace_id=workspace_id, ids=event_ids, marks=marks
+    )
+    return _views(tx, rows, viewer_id=viewer_id, now=now, undo_window=undo_window)
 
 
 def list_activity(
@@ -89,7 +140,7 @@ def list_activity(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
     return ActivityPage(
-        events=[_view(r, viewer_id=viewer_id, now=now, undo_window=undo_window) for r in rows],
+        events=_views(tx, rows, viewer_id=viewer_id, now=now, undo_window=undo_window),
         page=q.page,
         limit=q.limit,
         total=total,
@@ -110,10 +161,15 @@ def export_activity(
     """Every event matching the query (no paging), newest first, streamed in chunks."""
     ws = membership.workspace.id
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    batch: list[event_store.Row] = []
     for row in event_store.iter_matching(
         tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=replace(q, cursor=None)
     ):
-        yield _view(row, viewer_id=viewer_id, now=now, undo_window=undo_window)
+        batch.append(row)
+        if len(batch) >= EXPORT_BATCH:
+            yield from _views(tx, batch, viewer_id=viewer_id, now=now, undo_window=undo_window)
+            batch = []
+    yield from _views(tx, batch, viewer_id=viewer_id, now=now, undo_window=undo_window)
 
 
 def _check_ids(ids: Sequence[str]) -> None:

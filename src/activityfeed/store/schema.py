@@ -209,3 +209,33 @@ event_states = Table(
     Column("is_archived", Boolean(), nullable=True),
     Index(None, "user_id", "workspace_id", "event_seq"),
 )
+
+profiles = Table(
+    "profiles",
+    metadata,
+    # The name lives in users.name; everything else a person sets in Settings is here.
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("bio", Text(), nullable=False),
+    Column("company", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("training_failures", Boolean(), nullable=False),
+    Column("weekly_digest", Boolean(), nullable=False),
+    Column("email_digest", String(16), nullable=False),
+    # Field key -> id of the settings event that last changed it: undo refuses to revert
+    # a field whose last change is not the event being undone (undo after a second edit).
+    Column("last_changes", JsonDoc, nullable=False),
+    Column("onboarded_at", UTCDateTime(), nullable=True),
+    Column("onboarding_event_id", String(32), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=True),
+)
+
+undos = Table(
+    "undos",
+    metadata,
+    # Events are immutable, so "undone" lives here; the key lets an event be undone once.
+    Column("event_id", String(32), ForeignKey("events.id"), primary_key=True),
+    Column("undo_event_id", String(32), ForeignKey("events.id"), nullable=False, unique=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("undone_at", UTCDateTime(), nullable=False),
+)

@@ -11,9 +11,11 @@ from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
 from activityfeed.web import errors
-from activityfeed.web.api import activity, apikeys, auth, events, workspaces
+from activityfeed.web.api import activity, apikeys, auth, events, onboarding, workspaces
+from activityfeed.web.api import settings as settings_api
 from activityfeed.web.middleware import BodyLimit, SecurityHeaders
 from activityfeed.web.pages import routes as pages
+from activityfeed.web.pages import settings as settings_pages
 
 
 def utc_now() -> datetime:
@@ -40,7 +42,10 @@ def create_app(
     errors.install(app)
     for module in (auth, workspaces, activity, apikeys, events):
         app.include_router(module.router)
+    app.include_router(settings_api.router)
+    app.include_router(onboarding.router)
     app.include_router(pages.router)
+    app.include_router(settings_pages.router)
     app.mount("/static", pages.static_files, name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -15,8 +15,11 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from activityfeed.domain import profiles
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User, Workspace
 from activityfeed.domain.events import EventView
+from activityfeed.domain.profiles import Profile
+from activityfeed.errors import InvalidRequest
 
 
 class Wire(BaseModel):
@@ -152,4 +155,59 @@ def event_public(view: EventView) -> dict[str, Any]:
         "archived": view.is_archived,
         "resourceDeleted": view.is_resource_deleted,
         "undoableUntil": iso(view.undoable_until),
+    }
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+
+class NotificationsUpdate(Wire):
+    training_failures: StrictBool | None = None
+    weekly_digest: StrictBool | None = None
+    email_digest: Literal["off", "daily", "weekly"] | None = None
+
+
+class ProfileUpdate(Wire):
+    """``PATCH /api/settings/profile``: only the fields given change; ``null`` is refused."""
+
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    bio: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    company: Annotated[str, StringConstraints(max_length=200)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    notifications: NotificationsUpdate | None = None
+
+    def to_patch(self) -> dict[str, Any]:
+        """Field key -> new value (keys as in ``domain.profiles``); 422 on an explicit null."""
+        patch: dict[str, Any] = {}
+        for attr in ("name", "bio", "company", "timezone"):
+            if attr in self.model_fields_set:
+                patch[attr] = _not_null(getattr(self, attr), attr)
+        if "notifications" in self.model_fields_set:
+            notes = _not_null(self.notifications, "notifications")
+            for attr in notes.model_fields_set:
+                key = f"notifications.{to_camel(attr)}"
+                patch[key] = _not_null(getattr(notes, attr), key)
+        return patch
+
+
+def _not_null(value: Any, field: str) -> Any:
+    if value is None:
+        raise InvalidRequest(f"'{field}' cannot be null; leave it out to keep it.", field=field)
+    return value
+
+
+def profile_public(profile: Profile) -> dict[str, Any]:
+    v = profile.values
+    return {
+        "name": v[profiles.NAME],
+        "email": profile.email,
+        "bio": v[profiles.BIO],
+        "company": v[profiles.COMPANY],
+        "timezone": v[profiles.TIMEZONE],
+        "notifications": {
+            "trainingFailures": v[profiles.TRAINING_FAILURES],
+            "weeklyDigest": v[profiles.WEEKLY_DIGEST],
+            "emailDigest": v[profiles.EMAIL_DIGEST],
+        },
+        "updatedAt": iso(profile.updated_at),
     }
