@@ -66,7 +66,7 @@ def test_no_javascript_triage(app, client, db, clock):
     )
     assert browser.get("/activity").text.count('name="event_id"') == 4
     browser.post("/activity/archive", data={"csrf_token": token, "all": "1", "archive": "1"})
-    assert "Your Inbox is empty" in browser.get("/activity").text
+    assert "all caught up" in browser.get("/activity").text
 
 
 def test_forms_need_the_csrf_token(app, client, db, clock):
