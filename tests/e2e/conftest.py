@@ -136,9 +136,11 @@ def page(context: Any) -> Iterator[Any]:
     p.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
     p.on(
         "console",
-        lambda msg: problems.append(msg.text)
-        if msg.type == "error" and "Content Security Policy" in msg.text
-        else None,
+        lambda msg: (
+            problems.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
     )
     yield p
     assert not problems, problems
