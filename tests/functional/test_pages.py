@@ -6,6 +6,9 @@ import re
 
 from fastapi.testclient import TestClient
 
+from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.services.events import record_event
+from activityfeed.store import accounts as account_store
 from tests.factories import PASSWORD, event_body, ingest, make_key, make_team, make_user
 
 
@@ -187,3 +190,30 @@ def test_page_renders_the_live_hooks(app, client, db, clock):
     archive = browser.get("/activity?archived=true&page=2").text
     assert 'data-live="0"' in archive
     assert browser.get("/static/activity.js").status_code == 200
+
+
+def test_undoable_settings_change_offers_undo(app, db, clock):
+    """An own recent settings change has an Undo form (no-JS path); other rows do not."""
+    owner = make_user(db, clock)
+    with db.write() as tx:
+        ws = account_store.select_personal_workspace(tx, owner.id)
+        record_event(
+            tx,
+            EventDraft(
+                workspace_id=ws.id,
+                resource_type=ResourceType.SETTINGS,
+                action=Action.UPDATED,
+                resource_id=owner.id,
+                resource_name="profile",
+                actor=Actor(id=owner.id, name=owner.name, email=owner.email),
+                source=Source(kind=SourceKind.UI),
+                metadata={"changes": {"bio": {"before": "", "after": "Hi"}}},
+            ),
+            now=clock(),
+        )
+    browser, _ = _signed_in_browser(app, owner.email)
+    page = browser.get("/activity").text
+    assert page.count('action="/activity/undo"') == 1
+    assert re.search(r'class="undo-form">\s*<input type="hidden" name="csrf_token"', page)
+    clock.advance(hours=2)
+    assert 'action="/activity/undo"' not in browser.get("/activity").text
