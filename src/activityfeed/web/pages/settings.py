@@ -21,7 +21,7 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.errors import AppError, InvalidRequest, NotAuthenticated
 from activityfeed.services import apikeys, settings, workspaces
 from activityfeed.web.deps import Ctx, ctx, session_auth, session_from_cookie
-from activityfeed.web.pages.routes import _login_redirect, _safe_next, templates
+from activityfeed.web.pages.routes import _login_redirect, _safe_next, sidebar_context, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,10 +41,13 @@ def _when(moment: datetime | None) -> str:
 def _render(
     request: Request, template: str, session: Session, status: int = 200, **context: Any
 ) -> Response:
+    # The shared sidebar (workspaces with their unseen counts) costs one short read.
+    with ctx(request).db.read() as tx:
+        sidebar = sidebar_context(tx, session, current=str(context.get("section", "")))
     return templates.TemplateResponse(
         request,
         template,
-        {"session": session, "when": _when, "notice": None, "error": None, **context},
+        {**sidebar, "when": _when, "notice": None, "error": None, **context},
         status_code=status,
     )
 
