@@ -11,12 +11,15 @@ from activityfeed.domain.events import Action, EventView, ResourceType
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.resources import resource_states
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Tx
 
 MAX_IDS = 1000
+#: Export rows are enriched with their resources' live state this many at a time.
+ENRICH_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,20 @@ def _view(
     return EventView(
         event=e, is_seen=row.is_seen, is_archived=row.is_archived, undoable_until=undoable_until
     )
+
+
+def _with_resource_states(tx: Tx, workspace_id: str, views: list[EventView]) -> list[EventView]:
+    """Mark the rows whose project, dataset or model is in Trash or deleted (one query)."""
+    states = resource_states(tx, workspace_id=workspace_id, events=[v.event for v in views])
+    if not states:
+        return views
+    out = []
+    for v in views:
+        state = states.get((v.event.resource_type.value, v.event.resource_id))
+        out.append(
+            v if state is None else replace(v, is_resource_deleted=True, resource_state=state)
+        )
+    return out
 
 
 def list_activity(
@@ -88,8 +105,9 @@ def list_activity(
     unseen = state_store.count_unseen(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
+    views = [_view(r, viewer_id=viewer_id, now=now, undo_window=undo_window) for r in rows]
     return ActivityPage(
-        events=[_view(r, viewer_id=viewer_id, now=now, undo_window=undo_window) for r in rows],
+        events=_with_resource_states(tx, ws, views),
         page=q.page,
         limit=q.limit,
         total=total,
@@ -110,10 +128,16 @@ def export_activity(
     """Every event matching the query (no paging), newest first, streamed in chunks."""
     ws = membership.workspace.id
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    chunk: list[EventView] = []
     for row in event_store.iter_matching(
         tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=replace(q, cursor=None)
     ):
-        yield _view(row, viewer_id=viewer_id, now=now, undo_window=undo_window)
+        chunk.append(_view(row, viewer_id=viewer_id, now=now, undo_window=undo_window))
+        if len(chunk) >= ENRICH_CHUNK:
+            yield from _with_resource_states(tx, ws, chunk)
+            chunk = []
+    if chunk:
+        yield from _with_resource_states(tx, ws, chunk)
 
 
 def _check_ids(ids: Sequence[str]) -> None:
