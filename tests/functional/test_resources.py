@@ -364,8 +364,16 @@ def test_upload_path_traversal_names_are_only_shown(alice, settings):
     assert all(p.is_relative_to(settings.data_dir / "uploads" / "blobs") for p in _files(settings))
 
 
+def test_upload_limit_setting():
+    env = {"ACTIVITYFEED_MAX_UPLOAD_BYTES": "2048"}
+    assert Settings.from_env(env).max_upload_bytes == 2048
+    assert Settings.from_env({}).max_upload_bytes == 50 * 1024 * 1024
+
+
 def test_upload_csrf_from_the_form_field(alice, settings):
     ds = _create(alice, "datasets")["id"]
+    not_form = alice.client.post(f"/api/datasets/{ds}/uploads", json={"file": "x"})
+    assert (not_form.status_code, not_form.json()["error"]["code"]) == (403, "csrf_failed")
     no_token = alice.client.post(
         f"/api/datasets/{ds}/uploads", files={"file": ("a.png", PNG, "image/png")}
     )
@@ -422,6 +430,9 @@ def test_upload_over_the_limit_leaves_nothing_behind(small_app, db, clock, setti
     )
     assert streamed.status_code == 413
     assert streamed.json()["error"]["code"] == "upload_too_large"
+    # Refused on the declared Content-Length alone, before a byte is read.
+    huge = _upload(b, "datasets", ds, PNG + b"\x00" * 70_000)
+    assert (huge.status_code, huge.json()["error"]["code"]) == (413, "upload_too_large")
     assert _files(settings) == []
     assert b.get(f"/api/datasets/{ds}").json()["dataset"]["uploads"] == []
     assert _events(b, ds) == before

@@ -236,7 +236,9 @@ def make_router(kind: ResourceKind) -> APIRouter:
         ``csrf_token`` field, checked once the body is read)."""
         session = await session_before_csrf(request)
         header_token = request.headers.get(CSRF_HEADER)
-        if header_token is not None:
+        is_form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+        if header_token is not None or not is_form:
+            # Without the header the token can only be in the form; no form, no token.
             check_csrf(session, header_token)
         await run_in_threadpool(
             precheck_upload, c, session, kind=kind, resource_id=resource_id, workspace=workspace
