@@ -22,6 +22,7 @@ from activityfeed.domain.accounts import ApiKey, Scope, Session
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
 from activityfeed.store.db import Database
+from activityfeed.web.uploads import UPLOAD_PATHS
 
 SESSION_COOKIE = "af_session"
 SECURE_SESSION_COOKIE = "__Host-af_session"
@@ -81,6 +82,10 @@ async def _csrf_token_from(request: Request) -> str | None:
     if token := request.headers.get(CSRF_HEADER):
         return token
     content_type = request.headers.get("content-type", "")
+    if UPLOAD_PATHS.match(request.url.path):
+        # An upload's body is streamed by its route under its own size limit; parsing it
+        # here would spool a file of any size before the token is even known.
+        return None
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
         value = form.get("csrf_token")

@@ -19,12 +19,9 @@ from activityfeed.services import resources, workspaces
 from activityfeed.store.blobs import Blobs
 from activityfeed.store.db import Tx
 from activityfeed.web.deps import (
-    CSRF_HEADER,
     Ctx,
-    check_csrf,
     ctx,
     session_auth,
-    session_before_csrf,
 )
 from activityfeed.web.schemas import (
     ResourceClone,
@@ -230,16 +227,14 @@ def make_router(kind: ResourceKind) -> APIRouter:
 
     @router.post("/{resource_id}/uploads", status_code=201)
     async def upload(
-        resource_id: str, request: Request, workspace: str | None = None, c: Ctx = Depends(ctx)
+        resource_id: str,
+        request: Request,
+        workspace: str | None = None,
+        session: Session = Depends(session_auth),
+        c: Ctx = Depends(ctx),
     ) -> dict[str, Any]:
-        """``multipart/form-data`` with a ``file`` field; CSRF token in the header (or a
-        ``csrf_token`` field, checked once the body is read)."""
-        session = await session_before_csrf(request)
-        header_token = request.headers.get(CSRF_HEADER)
-        is_form = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
-        if header_token is not None or not is_form:
-            # Without the header the token can only be in the form; no form, no token.
-            check_csrf(session, header_token)
+        """``multipart/form-data`` with a ``file`` field; the CSRF token in the header
+        (the body is streamed here, never parsed before the token is checked)."""
         await run_in_threadpool(
             precheck_upload, c, session, kind=kind, resource_id=resource_id, workspace=workspace
         )
@@ -249,8 +244,6 @@ def make_router(kind: ResourceKind) -> APIRouter:
             max_bytes=c.settings.max_upload_bytes,
         )
         try:
-            if header_token is None:
-                check_csrf(session, received.fields.get("csrf_token"))
             public = await run_in_threadpool(
                 store_upload,
                 c,
