@@ -142,3 +142,31 @@ def test_pages_refuse_without_token_and_show_errors(app, db, clock):
     assert "Viewers" in refused.text
     missing = browser.get("/projects/prj_nope")
     assert missing.status_code == 404
+
+
+def test_page_upload_over_the_limit_leaves_nothing(settings, db, clock):
+    from dataclasses import replace
+
+    from activityfeed.web import create_app
+
+    app = create_app(replace(settings, max_upload_bytes=64), db=db, clock=clock)
+    user = make_user(db, clock)
+    browser, token = _sign_in(app, user.email)
+    created = browser.post(
+        "/models", data={"csrf_token": token, "name": "m"}, follow_redirects=False
+    )
+    rid = created.headers["location"].rsplit("/", 1)[-1]
+    refused = browser.post(
+        f"/models/{rid}/upload",
+        data={"csrf_token": token},
+        files={"file": ("w.bin", b"\x00" * 1000, "application/octet-stream")},
+    )
+    assert refused.status_code == 413
+    assert "upload limit" in refused.text
+    no_token = browser.post(
+        f"/models/{rid}/upload", files={"file": ("w.bin", b"\x00", "application/octet-stream")}
+    )
+    assert no_token.status_code == 403
+    root = settings.data_dir / "uploads"
+    assert not any(p.is_file() for p in root.rglob("*"))
+    assert "w.bin" not in browser.get(f"/models/{rid}").text
