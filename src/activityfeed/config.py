@@ -39,6 +39,8 @@ class Settings:
     max_metadata_bytes: int = 16 * 1024
     #: Extra origins (scheme://host[:port]) allowed to send state-changing requests.
     trusted_origins: tuple[str, ...] = ()
+    #: Largest file accepted by an upload (dataset image, model weights), in bytes.
+    max_upload_bytes: int = 50 * 1024 * 1024
     #: Folder for uploads and the default SQLite file.
     data_dir: Path = field(default_factory=Path.cwd)
 
@@ -54,6 +56,7 @@ class Settings:
             "session_idle_seconds": "ACTIVITYFEED_SESSION_IDLE_SECONDS",
             "session_absolute_seconds": "ACTIVITYFEED_SESSION_ABSOLUTE_SECONDS",
             "max_body_bytes": "ACTIVITYFEED_MAX_BODY_BYTES",
+            "max_upload_bytes": "ACTIVITYFEED_MAX_UPLOAD_BYTES",
         }
         for name, var in int_vars.items():
             if (raw := env.get(var)) is not None:

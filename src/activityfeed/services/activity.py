@@ -12,6 +12,7 @@ from activityfeed.domain.profiles import undo_deadline, undoable_changes
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.resources import resource_states
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import profiles as profile_store
@@ -19,7 +20,7 @@ from activityfeed.store import states as state_store
 from activityfeed.store.db import Tx
 
 MAX_IDS = 1000
-#: Rows per undo-record lookup while exporting.
+#: Rows per batch of look-ups (undo records, resource states) while exporting.
 EXPORT_BATCH = 500
 
 
@@ -67,20 +68,37 @@ def _views(
     rows: Sequence[event_store.Row],
     *,
     viewer_id: str,
+    workspace_id: str,
     now: datetime,
     undo_window: timedelta,
 ) -> list[EventView]:
-    # One lookup of the undo records for the whole batch, and only for rows that could
-    # be undoable at all (the viewer's own recent settings changes).
+    """The rows as the viewer sees them, with two batched look-ups for the whole batch:
+    undo records (only for rows that could be undoable at all: the viewer's own recent
+    settings changes) and the live state of the rows' projects, datasets and models."""
     candidates = [
         r.event.id
         for r in rows
         if _may_undo(r.event, viewer_id) and undo_deadline(r.event.created_at, undo_window) > now
     ]
     undone = profile_store.select_undone(tx, candidates)
-    return [
+    views = [
         _view(r, viewer_id=viewer_id, now=now, undo_window=undo_window, undone=undone) for r in rows
     ]
+    return _with_resource_states(tx, workspace_id, views)
+
+
+def _with_resource_states(tx: Tx, workspace_id: str, views: list[EventView]) -> list[EventView]:
+    """Mark the rows whose project, dataset or model is in Trash or deleted (one query)."""
+    states = resource_states(tx, workspace_id=workspace_id, events=[v.event for v in views])
+    if not states:
+        return views
+    out = []
+    for v in views:
+        state = states.get((v.event.resource_type.value, v.event.resource_id))
+        out.append(
+            v if state is None else replace(v, is_resource_deleted=True, resource_state=state)
+        )
+    return out
 
 
 def view_events(
@@ -97,7 +115,9 @@ def view_events(
     rows = event_store.select_visible_seqs(
         tx, viewer_id=viewer_id, workspace_id=workspace_id, ids=event_ids, marks=marks
     )
-    return _views(tx, rows, viewer_id=viewer_id, now=now, undo_window=undo_window)
+    return _views(
+        tx, rows, viewer_id=viewer_id, workspace_id=workspace_id, now=now, undo_window=undo_window
+    )
 
 
 def list_activity(
@@ -140,7 +160,9 @@ def list_activity(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
     return ActivityPage(
-        events=_views(tx, rows, viewer_id=viewer_id, now=now, undo_window=undo_window),
+        events=_views(
+            tx, rows, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+        ),
         page=q.page,
         limit=q.limit,
         total=total,
@@ -167,9 +189,13 @@ def export_activity(
     ):
         batch.append(row)
         if len(batch) >= EXPORT_BATCH:
-            yield from _views(tx, batch, viewer_id=viewer_id, now=now, undo_window=undo_window)
+            yield from _views(
+                tx, batch, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+            )
             batch = []
-    yield from _views(tx, batch, viewer_id=viewer_id, now=now, undo_window=undo_window)
+    yield from _views(
+        tx, batch, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+    )
 
 
 def _check_ids(ids: Sequence[str]) -> None:

@@ -239,3 +239,52 @@ undos = Table(
     Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
     Column("undone_at", UTCDateTime(), nullable=False),
 )
+
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("is_public", Boolean(), nullable=False),
+    Column("created_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("trashed_at", UTCDateTime(), nullable=True),
+    # Set while in Trash: when purge-trash may delete it for good.
+    Column("purge_after", UTCDateTime(), nullable=True),
+    # A deleted resource stays as a tombstone so its events can say when it went.
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    # No foreign key: the source may live in a workspace the clone's members cannot see.
+    Column("cloned_from", String(32), nullable=True),
+    # The lists of one kind in one workspace, newest first.
+    Index(None, "workspace_id", "kind", "created_at"),
+    # purge-trash: what is due, without a scan of every resource.
+    Index(
+        "ix_resources_purge_after",
+        "purge_after",
+        sqlite_where=text("purge_after IS NOT NULL"),
+        postgresql_where=text("purge_after IS NOT NULL"),
+    ),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resource_id", String(32), ForeignKey("resources.id"), nullable=False),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # The stored bytes' name under <data_dir>/uploads/blobs; a clone shares its source's.
+    Column("blob_key", String(64), nullable=False),
+    Column("created_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "resource_id", "created_at"),
+    Index(None, "blob_key"),
+)
