@@ -35,7 +35,7 @@ from activityfeed.web.deps import (
     session_before_csrf,
     session_from_cookie,
 )
-from activityfeed.web.pages.routes import templates
+from activityfeed.web.pages.routes import sidebar_context, templates
 from activityfeed.web.uploads import receive_upload
 
 router = APIRouter(include_in_schema=False)
@@ -114,8 +114,9 @@ def _render(
         targets = [
             m for m in workspaces.list_workspaces(tx, session) if m.membership.role.can_write
         ]
+        sidebar = sidebar_context(tx, session, current=kind.plural)
     context: dict[str, Any] = {
-        "session": session,
+        **sidebar,
         "membership": membership,
         "kind": kind,
         "title": TITLES[kind],
@@ -128,7 +129,6 @@ def _render(
         "upload_hint": UPLOAD_HINTS.get(kind),
         "can_write": membership.role.can_write,
         "day": _day,
-        "nav": [(TITLES[k], f"/{k.plural}", k is kind) for k in ResourceKind],
     }
     name = "resource.html" if detail is not None else "resources.html"
     return templates.TemplateResponse(request, name, context, status_code=status)
