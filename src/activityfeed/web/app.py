@@ -11,7 +11,7 @@ from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
 from activityfeed.web import errors
-from activityfeed.web.api import activity, apikeys, auth, events, workspaces
+from activityfeed.web.api import activity, apikeys, auth, events, export, workspaces
 from activityfeed.web.middleware import BodyLimit, SecurityHeaders
 from activityfeed.web.pages import routes as pages
 
@@ -38,7 +38,7 @@ def create_app(
     app.state.db = db or Database(settings.database_url)
     app.state.clock = clock
     errors.install(app)
-    for module in (auth, workspaces, activity, apikeys, events):
+    for module in (auth, workspaces, activity, apikeys, events, export):
         app.include_router(module.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files, name="static")
