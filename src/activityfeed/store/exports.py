@@ -16,13 +16,12 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Workspace
+from activityfeed.domain.events import Action, Actor, Event, ResourceType, Source, SourceKind
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.workspaces import Role
 from activityfeed.store.db import Tx
-from activityfeed.store.events import Row, archived_expr, seen_expr, to_event, visible
+from activityfeed.store.events import Row, archived_expr, seen_expr, visible
 from activityfeed.store.schema import api_keys, event_states, events, memberships, workspaces
-
-_EVENT_COLUMNS = [c for c in events.c if c.name != "payload_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,25 +107,95 @@ def select_keys_created_by(tx: Tx, user_id: str) -> list[OwnKey]:
     ]
 
 
+_RESOURCE_TYPES = {t.value: t for t in ResourceType}
+_ACTIONS = {a.value: a for a in Action}
+_SOURCE_KINDS = {k.value: k for k in SourceKind}
+_COLUMNS = (
+    events.c.seq,
+    events.c.id,
+    events.c.workspace_id,
+    events.c.resource_type,
+    events.c.action,
+    events.c.resource_id,
+    events.c.resource_name,
+    events.c.description,
+    events.c.actor_id,
+    events.c.actor_name,
+    events.c.actor_email,
+    events.c.source_kind,
+    events.c.source_key_prefix,
+    events.c.created_at,
+    events.c.recorded_at,
+    events.c.metadata,
+    events.c.private_to,
+)
+
+
+def _export_row(values: tuple[Any, ...]) -> Row:
+    # Positional unpacking and dict lookups for the enums: at a million rows, named
+    # attribute access on result rows and Enum() calls cost more than the query.
+    (
+        seq,
+        id_,
+        workspace_id,
+        resource_type,
+        action,
+        resource_id,
+        resource_name,
+        description,
+        actor_id,
+        actor_name,
+        actor_email,
+        source_kind,
+        source_key_prefix,
+        created_at,
+        recorded_at,
+        metadata,
+        private_to,
+        is_seen,
+        is_archived,
+    ) = values
+    return Row(
+        event=Event(
+            seq=seq,
+            id=id_,
+            workspace_id=workspace_id,
+            resource_type=_RESOURCE_TYPES[resource_type],
+            action=_ACTIONS[action],
+            resource_id=resource_id,
+            resource_name=resource_name,
+            description=description,
+            actor=(
+                Actor(id=actor_id, name=actor_name or "", email=actor_email or "")
+                if actor_id
+                else None
+            ),
+            source=Source(kind=_SOURCE_KINDS[source_kind], api_key_prefix=source_key_prefix),
+            created_at=created_at,
+            recorded_at=recorded_at,
+            metadata=metadata or {},
+            private_to=private_to,
+        ),
+        is_seen=bool(is_seen),
+        is_archived=bool(is_archived),
+    )
+
+
 def _page_by_arrival(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, after_seq: int, limit: int
-) -> list[Any]:
+) -> list[Row]:
     joined = events.outerjoin(
         event_states,
         and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
     )
     stmt = (
-        select(
-            *_EVENT_COLUMNS,
-            seen_expr(marks).label("is_seen_v"),
-            archived_expr(marks).label("is_archived_v"),
-        )
+        select(*_COLUMNS, seen_expr(marks), archived_expr(marks))
         .select_from(joined)
         .where(visible(viewer_id, workspace_id), events.c.seq > after_seq)
         .order_by(events.c.seq)
         .limit(limit)
     )
-    return list(tx.conn.execute(stmt))
+    return [_export_row(tuple(r)) for r in tx.conn.execute(stmt)]
 
 
 def iter_visible_by_arrival(
@@ -146,10 +215,7 @@ def iter_visible_by_arrival(
             limit=chunk,
         )
         if rows:
-            yield [
-                Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
-                for r in rows
-            ]
+            yield rows
         if len(rows) < chunk:
             return
-        after = int(rows[-1].seq)
+        after = rows[-1].event.seq
