@@ -443,3 +443,20 @@ def test_a_user_with_no_events_gets_a_complete_zip(app, db, clock):
     assert parts["events.jsonl"] == b""
     assert parts["api_keys.jsonl"] == b""
     assert json.loads(parts["manifest.json"])["parts"]["events.jsonl"] == 0
+
+
+def test_an_abandoned_download_closes_cleanly(client, db, clock):
+    """A client that hangs up mid-archive: closing the stream part-way (as the server
+    does) unwinds the open ZIP member and archive without raising."""
+    user = make_user(db, clock)
+    secret = make_key(db, clock, user)
+    for start in (0, 1000):
+        body = {"events": [event_body(start + i) for i in range(1000)]}
+        assert ingest(client, secret, body).status_code == 201
+
+    with db.read() as tx:
+        stream = export_service.export_archive(tx, user_id=user.id, now=clock())
+        assert next(stream).startswith(b"PK\x03\x04")
+        stream.close()
+
+    assert ingest(client, secret, event_body(9999)).status_code == 201
