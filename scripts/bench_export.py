@@ -250,9 +250,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--database-url", default=None, help="Default: a SQLite file in --dir.")
     parser.add_argument("--dir", type=Path, default=Path("bench-export"))
-    parser.add_argument(
-        "--no-trace", action="store_true", help="Skip the (slow) tracemalloc run."
-    )
+    parser.add_argument("--no-trace", action="store_true", help="Skip the (slow) tracemalloc run.")
     parser.add_argument("--child", choices=["timed", "traced"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +290,8 @@ def main() -> None:
     print(f"time:                {timed['seconds']:,.1f} s (first byte after "
           f"{timed['first_byte_s'] * 1000:,.0f} ms)")  # fmt: skip
     print(f"throughput:          {timed['events_per_s']:,.0f} events/s "
-          f"({timed['events_per_cpu_s']:,.0f} per CPU second; CPU {timed['cpu_s']:,.1f} s)")  # fmt: skip
+          f"({timed['events_per_cpu_s']:,.0f} per CPU second, "
+          f"{timed['cpu_s']:,.1f} CPU s)")  # fmt: skip
     print(f"ZIP size:            {timed['zip_bytes'] / 2**20:,.1f} MiB "
           f"(events.jsonl {raw / 2**20:,.1f} MiB uncompressed)")  # fmt: skip
     print(f"peak RSS (ru_maxrss): {timed['rss_peak_mib']:,.1f} MiB "
