@@ -209,3 +209,29 @@ def delete_uploads(tx: Tx, *, workspace_id: str, resource_id: str) -> list[str]:
         ).scalars()
     )
     return sorted(keys - still)
+
+
+def select_resources_after(
+    tx: Tx, *, workspace_id: str, after_id: str, limit: int
+) -> list[Resource]:
+    """Every resource of the workspace (live, in Trash or deleted), by id after ``after_id``:
+    a keyset walk for exports."""
+    rows = tx.conn.execute(
+        select(resources)
+        .where(resources.c.workspace_id == workspace_id, resources.c.id > after_id)
+        .order_by(resources.c.id)
+        .limit(limit)
+    ).all()
+    return [_resource(r) for r in rows]
+
+
+def select_uploads_of(tx: Tx, *, workspace_id: str, resource_ids: Sequence[str]) -> list[Upload]:
+    """The uploads of several resources of one workspace, in one query."""
+    if not resource_ids:
+        return []
+    rows = tx.conn.execute(
+        select(uploads)
+        .where(uploads.c.workspace_id == workspace_id, uploads.c.resource_id.in_(resource_ids))
+        .order_by(uploads.c.resource_id, uploads.c.created_at, uploads.c.id)
+    ).all()
+    return [_upload(r) for r in rows]

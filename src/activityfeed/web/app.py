@@ -16,6 +16,7 @@ from activityfeed.web.api import (
     apikeys,
     auth,
     events,
+    export,
     onboarding,
     resources,
     workspaces,
@@ -50,7 +51,7 @@ def create_app(
     app.state.db = db or Database(settings.database_url)
     app.state.clock = clock
     errors.install(app)
-    for module in (auth, workspaces, activity, apikeys, events):
+    for module in (auth, workspaces, activity, apikeys, events, export):
         app.include_router(module.router)
     app.include_router(settings_api.router)
     app.include_router(onboarding.router)
