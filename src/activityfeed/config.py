@@ -39,6 +39,8 @@ class Settings:
     max_metadata_bytes: int = 16 * 1024
     #: Extra origins (scheme://host[:port]) allowed to send state-changing requests.
     trusted_origins: tuple[str, ...] = ()
+    #: Largest file accepted by an upload (dataset image, model weights), in bytes.
+    max_upload_bytes: int = 50 * 1024 * 1024
     #: The live stream sends a keep-alive comment this often (seconds).
     stream_heartbeat_seconds: float = 15.0
     #: SQLite only: how often each process tails the tables for new events (seconds).
@@ -62,6 +64,7 @@ class Settings:
             "session_idle_seconds": "ACTIVITYFEED_SESSION_IDLE_SECONDS",
             "session_absolute_seconds": "ACTIVITYFEED_SESSION_ABSOLUTE_SECONDS",
             "max_body_bytes": "ACTIVITYFEED_MAX_BODY_BYTES",
+            "max_upload_bytes": "ACTIVITYFEED_MAX_UPLOAD_BYTES",
         }
         int_vars["stream_queue_size"] = "ACTIVITYFEED_STREAM_QUEUE_SIZE"
         int_vars["stream_retention_seconds"] = "ACTIVITYFEED_STREAM_RETENTION_SECONDS"

@@ -11,7 +11,8 @@ sentence for a person. The web layer turns them into
     │                               invalid_credentials, invalid_api_key
     ├── Forbidden (403)             forbidden, csrf_failed
     ├── NotFound (404)              not_found (missing and foreign look the same)
-    ├── Conflict (409)              conflict, already_exists, undo_*
+    ├── Conflict (409)              conflict, already_exists, undo_not_supported,
+    │                               undo_expired, already_undone, undo_conflict
     ├── PayloadTooLarge (413)       payload_too_large
     └── TooManyRequests (429)       too_many_attempts
 """
@@ -77,3 +78,35 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, retry_after)
+
+
+class UndoNotSupported(Conflict):
+    code = "undo_not_supported"
+
+    def __init__(self) -> None:
+        super().__init__("Only your own settings changes can be undone.")
+
+
+class UndoExpired(Conflict):
+    code = "undo_expired"
+
+    def __init__(self) -> None:
+        super().__init__("This change is too old to undo; edit the setting instead.")
+
+
+class AlreadyUndone(Conflict):
+    code = "already_undone"
+
+    def __init__(self) -> None:
+        super().__init__("This change has already been undone.")
+
+
+class UndoConflict(Conflict):
+    code = "undo_conflict"
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(
+            f"{', '.join(fields)} changed again since; undoing would overwrite the newer "
+            "value, so nothing was changed."
+        )
+        self.fields = fields

@@ -28,6 +28,7 @@ EVENT_FIELDS = {
     "seen",
     "archived",
     "resourceDeleted",
+    "resourceState",
     "undoableUntil",
 }
 
@@ -80,6 +81,7 @@ def test_response_and_event_shape(world, clock):
     assert event["seen"] is False
     assert event["archived"] is False
     assert event["resourceDeleted"] is False
+    assert event["resourceState"] is None
     assert event["undoableUntil"] is None
 
 

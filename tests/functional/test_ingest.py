@@ -61,6 +61,7 @@ def test_single_event_answers_201_with_the_event(world, clock):
         "seen",
         "archived",
         "resourceDeleted",
+        "resourceState",
         "undoableUntil",
     }
     assert event["workspaceId"] == world.team.id
@@ -76,6 +77,7 @@ def test_single_event_answers_201_with_the_event(world, clock):
     assert event["seen"] is False
     assert event["archived"] is False
     assert event["resourceDeleted"] is False
+    assert event["resourceState"] is None
     assert event["undoableUntil"] is None
     feed = world.viewer.activity()
     assert feed["events"] == [event]

@@ -127,7 +127,9 @@ class FreshDatabases:
             return self.current
         assert self.current is not None
         with self.current.engine.begin() as conn:
-            conn.execute(text("TRUNCATE event_states, viewer_marks, events RESTART IDENTITY"))
+            conn.execute(
+                text("TRUNCATE event_states, viewer_marks, undos, events RESTART IDENTITY")
+            )
         return self.current
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from activityfeed.cli import accounts, db, demo, serve, simulate
+from activityfeed.cli import accounts, db, demo, export, serve, simulate, trash
 
 app = typer.Typer(
     help="Activity Feed: see and triage everything that happens in your workspaces.",
@@ -18,6 +18,8 @@ app.add_typer(accounts.apikey_app, name="apikey")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.command("purge-trash")(trash.purge_trash)
+app.command("export")(export.export)
 
 
 def main() -> None:

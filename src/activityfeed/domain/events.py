@@ -181,6 +181,29 @@ class ViewerState:
     is_archived: bool
 
 
+class ResourceStatus(StrEnum):
+    TRASHED = "trashed"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceState:
+    """The live state of the resource an event names, when it is no longer active:
+    in Trash until ``purge_at``, or permanently deleted at ``deleted_at``."""
+
+    status: ResourceStatus
+    purge_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    @classmethod
+    def trashed(cls, purge_at: datetime) -> ResourceState:
+        return cls(status=ResourceStatus.TRASHED, purge_at=purge_at)
+
+    @classmethod
+    def deleted(cls, deleted_at: datetime) -> ResourceState:
+        return cls(status=ResourceStatus.DELETED, deleted_at=deleted_at)
+
+
 @dataclass(frozen=True, slots=True)
 class EventView:
     """An event as one viewer sees it."""
@@ -190,3 +213,6 @@ class EventView:
     is_archived: bool
     is_resource_deleted: bool = False
     undoable_until: datetime | None = None
+    #: Set for events of a project, dataset or model that is now in Trash or deleted;
+    #: ``is_resource_deleted`` is then true as well.
+    resource_state: ResourceState | None = None

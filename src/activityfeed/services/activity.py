@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from activityfeed.domain.accounts import Membership
-from activityfeed.domain.events import Action, EventView, ResourceType
+from activityfeed.domain.events import Action, Event, EventView, ResourceType
+from activityfeed.domain.profiles import undo_deadline, undoable_changes
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.stream import StateAction
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.resources import resource_states
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
+from activityfeed.store import profiles as profile_store
 from activityfeed.store import states as state_store
 from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Tx
 
 MAX_IDS = 1000
+#: Rows per batch of look-ups (undo records, resource states) while exporting.
+EXPORT_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +36,89 @@ class ActivityPage:
     next_cursor: str | None
 
 
-def _view(
-    row: event_store.Row, *, viewer_id: str, now: datetime, undo_window: timedelta
-) -> EventView:
-    e = row.event
-    undoable_until = None
-    if (
+def _may_undo(e: Event, viewer_id: str) -> bool:
+    """Whether the event is the viewer's own settings change that undo can replay."""
+    return (
         e.resource_type is ResourceType.SETTINGS
         and e.action is Action.UPDATED
         and e.actor is not None
         and e.actor.id == viewer_id
-        and e.metadata.get("changes")
-        and not e.metadata.get("undoneBy")
-    ):
-        until = e.created_at + undo_window
+        and undoable_changes(e.metadata) is not None
+    )
+
+
+def _view(
+    row: event_store.Row,
+    *,
+    viewer_id: str,
+    now: datetime,
+    undo_window: timedelta,
+    undone: Set[str] = frozenset(),
+) -> EventView:
+    e = row.event
+    undoable_until = None
+    if _may_undo(e, viewer_id) and e.id not in undone:
+        until = undo_deadline(e.created_at, undo_window)
         undoable_until = until if until > now else None
     return EventView(
         event=e, is_seen=row.is_seen, is_archived=row.is_archived, undoable_until=undoable_until
+    )
+
+
+def build_views(
+    tx: Tx,
+    rows: Sequence[event_store.Row],
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    now: datetime,
+    undo_window: timedelta,
+) -> list[EventView]:
+    """The rows as the viewer sees them, with two batched look-ups for the whole batch:
+    undo records (only for rows that could be undoable at all: the viewer's own recent
+    settings changes) and the live state of the rows' projects, datasets and models."""
+    candidates = [
+        r.event.id
+        for r in rows
+        if _may_undo(r.event, viewer_id) and undo_deadline(r.event.created_at, undo_window) > now
+    ]
+    undone = profile_store.select_undone(tx, candidates)
+    views = [
+        _view(r, viewer_id=viewer_id, now=now, undo_window=undo_window, undone=undone) for r in rows
+    ]
+    return _with_resource_states(tx, workspace_id, views)
+
+
+def _with_resource_states(tx: Tx, workspace_id: str, views: list[EventView]) -> list[EventView]:
+    """Mark the rows whose project, dataset or model is in Trash or deleted (one query)."""
+    states = resource_states(tx, workspace_id=workspace_id, events=[v.event for v in views])
+    if not states:
+        return views
+    out = []
+    for v in views:
+        state = states.get((v.event.resource_type.value, v.event.resource_id))
+        out.append(
+            v if state is None else replace(v, is_resource_deleted=True, resource_state=state)
+        )
+    return out
+
+
+def view_events(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    event_ids: Sequence[str],
+    now: datetime,
+    undo_window: timedelta,
+) -> list[EventView]:
+    """The given events as the viewer sees them (state, undo deadline); invisible ones drop out."""
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=workspace_id)
+    rows = event_store.select_visible_seqs(
+        tx, viewer_id=viewer_id, workspace_id=workspace_id, ids=event_ids, marks=marks
+    )
+    return build_views(
+        tx, rows, viewer_id=viewer_id, workspace_id=workspace_id, now=now, undo_window=undo_window
     )
 
 
@@ -91,7 +162,9 @@ def list_activity(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
     return ActivityPage(
-        events=[_view(r, viewer_id=viewer_id, now=now, undo_window=undo_window) for r in rows],
+        events=build_views(
+            tx, rows, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+        ),
         page=q.page,
         limit=q.limit,
         total=total,
@@ -112,10 +185,19 @@ def export_activity(
     """Every event matching the query (no paging), newest first, streamed in chunks."""
     ws = membership.workspace.id
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    batch: list[event_store.Row] = []
     for row in event_store.iter_matching(
         tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=replace(q, cursor=None)
     ):
-        yield _view(row, viewer_id=viewer_id, now=now, undo_window=undo_window)
+        batch.append(row)
+        if len(batch) >= EXPORT_BATCH:
+            yield from build_views(
+                tx, batch, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+            )
+            batch = []
+    yield from build_views(
+        tx, batch, viewer_id=viewer_id, workspace_id=ws, now=now, undo_window=undo_window
+    )
 
 
 def _check_ids(ids: Sequence[str]) -> None:

@@ -112,6 +112,14 @@ def catch_up(
         + [(c.created_at, c.seq, c) for c in changes],
         key=lambda t: (t[0], isinstance(t[2], stream_store.Change), t[1]),
     )
+    # The same per-viewer views as the list (seen, archived, undoableUntil, the resource's
+    # live state), built with the list's batched look-ups.
+    views = {
+        v.event.seq: v
+        for v in activity.build_views(
+            tx, rows, viewer_id=user_id, workspace_id=workspace_id, now=now, undo_window=undo_window
+        )
+    }
     items: list[ActivityItem | ChangeItem] = []
     at = position
     for _, _, item in merged:
@@ -120,9 +128,7 @@ def catch_up(
             items.append(ChangeItem(change=item, position=at))
         else:
             at = at.advanced(event_seq=item.event.seq)
-            # The same per-viewer view as the list (seen, archived, undoableUntil).
-            view = activity._view(item, viewer_id=user_id, now=now, undo_window=undo_window)
-            items.append(ActivityItem(view=view, position=at))
+            items.append(ActivityItem(view=views[item.event.seq], position=at))
     # Everything up to the snapshot's head was read (other members' private events
     # included, which are skipped): the client stands at the head.
     return Delivery(items=items, position=current)

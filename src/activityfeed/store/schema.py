@@ -210,6 +210,86 @@ event_states = Table(
     Index(None, "user_id", "workspace_id", "event_seq"),
 )
 
+profiles = Table(
+    "profiles",
+    metadata,
+    # The name lives in users.name; everything else a person sets in Settings is here.
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("bio", Text(), nullable=False),
+    Column("company", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("training_failures", Boolean(), nullable=False),
+    Column("weekly_digest", Boolean(), nullable=False),
+    Column("email_digest", String(16), nullable=False),
+    # Field key -> id of the settings event that last changed it: undo refuses to revert
+    # a field whose last change is not the event being undone (undo after a second edit).
+    Column("last_changes", JsonDoc, nullable=False),
+    Column("onboarded_at", UTCDateTime(), nullable=True),
+    Column("onboarding_event_id", String(32), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=True),
+)
+
+undos = Table(
+    "undos",
+    metadata,
+    # Events are immutable, so "undone" lives here; the key lets an event be undone once.
+    Column("event_id", String(32), ForeignKey("events.id"), primary_key=True),
+    Column("undo_event_id", String(32), ForeignKey("events.id"), nullable=False, unique=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("undone_at", UTCDateTime(), nullable=False),
+)
+
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("is_public", Boolean(), nullable=False),
+    Column("created_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("trashed_at", UTCDateTime(), nullable=True),
+    # Set while in Trash: when purge-trash may delete it for good.
+    Column("purge_after", UTCDateTime(), nullable=True),
+    # A deleted resource stays as a tombstone so its events can say when it went.
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    # No foreign key: the source may live in a workspace the clone's members cannot see.
+    Column("cloned_from", String(32), nullable=True),
+    # The lists of one kind in one workspace, newest first.
+    Index(None, "workspace_id", "kind", "created_at"),
+    # purge-trash: what is due, without a scan of every resource.
+    Index(
+        "ix_resources_purge_after",
+        "purge_after",
+        sqlite_where=text("purge_after IS NOT NULL"),
+        postgresql_where=text("purge_after IS NOT NULL"),
+    ),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("resource_id", String(32), ForeignKey("resources.id"), nullable=False),
+    Column("workspace_id", String(32), ForeignKey("workspaces.id"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # The stored bytes' name under <data_dir>/uploads/blobs; a clone shares its source's.
+    Column("blob_key", String(64), nullable=False),
+    Column("created_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "resource_id", "created_at"),
+    Index(None, "blob_key"),
+)
+
+
 stream_changes = Table(
     "stream_changes",
     metadata,

@@ -12,10 +12,24 @@ from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
 from activityfeed.web import errors
-from activityfeed.web.api import activity, apikeys, auth, events, stream, workspaces
+from activityfeed.web.api import (
+    activity,
+    apikeys,
+    auth,
+    events,
+    export,
+    onboarding,
+    resources,
+    stream,
+    workspaces,
+)
+from activityfeed.web.api import settings as settings_api
 from activityfeed.web.middleware import BodyLimit, SecurityHeaders
+from activityfeed.web.pages import resources as resource_pages
 from activityfeed.web.pages import routes as pages
+from activityfeed.web.pages import settings as settings_pages
 from activityfeed.web.sse import Broker
+from activityfeed.web.uploads import UPLOAD_PATHS
 
 
 def utc_now() -> datetime:
@@ -54,9 +68,15 @@ def create_app(
     # first stream request when the app runs without one).
     app.state.broker = Broker(settings, app.state.db, clock)
     errors.install(app)
-    for module in (auth, workspaces, activity, stream, apikeys, events):
+    for module in (auth, workspaces, activity, stream, apikeys, events, export):
         app.include_router(module.router)
+    app.include_router(settings_api.router)
+    app.include_router(onboarding.router)
+    for router in resources.routers:
+        app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(settings_pages.router)
+    app.include_router(resource_pages.router)
     app.mount("/static", pages.static_files, name="static")
 
     @app.get("/healthz", include_in_schema=False)
@@ -64,7 +84,8 @@ def create_app(
         return {"status": "ok"}
 
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOAD_PATHS)
     return app
 
 

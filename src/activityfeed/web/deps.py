@@ -22,6 +22,7 @@ from activityfeed.domain.accounts import ApiKey, Scope, Session
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
 from activityfeed.store.db import Database
+from activityfeed.web.uploads import UPLOAD_PATHS
 
 SESSION_COOKIE = "af_session"
 SECURE_SESSION_COOKIE = "__Host-af_session"
@@ -81,6 +82,10 @@ async def _csrf_token_from(request: Request) -> str | None:
     if token := request.headers.get(CSRF_HEADER):
         return token
     content_type = request.headers.get("content-type", "")
+    if UPLOAD_PATHS.match(request.url.path):
+        # An upload's body is streamed by its route under its own size limit; parsing it
+        # here would spool a file of any size before the token is even known.
+        return None
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
         value = form.get("csrf_token")
@@ -103,11 +108,13 @@ def _session_from(request: Request, c: Ctx) -> Session | None:
     return session
 
 
-async def session_auth(request: Request) -> Session:
-    """The caller's live browser session; CSRF-checked when the method changes state.
+async def session_before_csrf(request: Request) -> Session:
+    """The caller's live browser session, origin-checked, before the CSRF token check.
 
-    No session: 401 ``browser_session_required`` when an API key was sent instead (these
-    routes never accept one), else 401 ``not_authenticated``.
+    For routes that must read their (streamed) body themselves to find a form's
+    ``csrf_token``: they call ``check_csrf`` once they have it. No session: 401
+    ``browser_session_required`` when an API key was sent instead (these routes never
+    accept one), else 401 ``not_authenticated``.
     """
     c = ctx(request)
     # The lookup (and the once-a-minute touch) is blocking database work: keep it off
@@ -122,13 +129,27 @@ async def session_auth(request: Request) -> Session:
         raise NotAuthenticated("Sign in first.")
     if request.method not in SAFE_METHODS:
         check_origin(request, c.settings)
-        token = await _csrf_token_from(request)
-        if not token or not hmac.compare_digest(token, session.csrf_token):
-            raise Forbidden(
-                "The CSRF token is missing or wrong; reload the page and try again.",
-                code="csrf_failed",
-            )
     request.state.auth_kind = "session"
+    return session
+
+
+def check_csrf(session: Session, token: str | None) -> None:
+    if not token or not hmac.compare_digest(token, session.csrf_token):
+        raise Forbidden(
+            "The CSRF token is missing or wrong; reload the page and try again.",
+            code="csrf_failed",
+        )
+
+
+async def session_auth(request: Request) -> Session:
+    """The caller's live browser session; CSRF-checked when the method changes state.
+
+    No session: 401 ``browser_session_required`` when an API key was sent instead (these
+    routes never accept one), else 401 ``not_authenticated``.
+    """
+    session = await session_before_csrf(request)
+    if request.method not in SAFE_METHODS:
+        check_csrf(session, await _csrf_token_from(request))
     return session
 
 

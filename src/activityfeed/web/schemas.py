@@ -15,8 +15,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from activityfeed.domain import profiles
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User, Workspace
-from activityfeed.domain.events import EventView
+from activityfeed.domain.events import EventView, ResourceState, ResourceStatus
+from activityfeed.domain.profiles import Profile
+from activityfeed.domain.resources import Resource, Upload
+from activityfeed.errors import InvalidRequest
 
 
 class Wire(BaseModel):
@@ -88,6 +92,24 @@ class EventCreate(Wire):
         return value
 
 
+ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ResourceCreate(Wire):
+    name: ResourceName
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ResourceUpdate(Wire):
+    name: ResourceName | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ResourceClone(Wire):
+    workspace: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: ResourceName | None = None
+
+
 # ---- responses --------------------------------------------------------------------------
 
 
@@ -151,5 +173,103 @@ def event_public(view: EventView) -> dict[str, Any]:
         "seen": view.is_seen,
         "archived": view.is_archived,
         "resourceDeleted": view.is_resource_deleted,
+        "resourceState": resource_state_public(view.resource_state),
         "undoableUntil": iso(view.undoable_until),
     }
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+
+class NotificationsUpdate(Wire):
+    training_failures: StrictBool | None = None
+    weekly_digest: StrictBool | None = None
+    email_digest: Literal["off", "daily", "weekly"] | None = None
+
+
+class ProfileUpdate(Wire):
+    """``PATCH /api/settings/profile``: only the fields given change; ``null`` is refused."""
+
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    bio: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    company: Annotated[str, StringConstraints(max_length=200)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    notifications: NotificationsUpdate | None = None
+
+    def to_patch(self) -> dict[str, Any]:
+        """Field key -> new value (keys as in ``domain.profiles``); 422 on an explicit null."""
+        patch: dict[str, Any] = {}
+        for attr in ("name", "bio", "company", "timezone"):
+            if attr in self.model_fields_set:
+                patch[attr] = _not_null(getattr(self, attr), attr)
+        if "notifications" in self.model_fields_set:
+            notes = _not_null(self.notifications, "notifications")
+            for attr in notes.model_fields_set:
+                key = f"notifications.{to_camel(attr)}"
+                patch[key] = _not_null(getattr(notes, attr), key)
+        return patch
+
+
+def _not_null(value: Any, field: str) -> Any:
+    if value is None:
+        raise InvalidRequest(f"'{field}' cannot be null; leave it out to keep it.", field=field)
+    return value
+
+
+def profile_public(profile: Profile) -> dict[str, Any]:
+    v = profile.values
+    return {
+        "name": v[profiles.NAME],
+        "email": profile.email,
+        "bio": v[profiles.BIO],
+        "company": v[profiles.COMPANY],
+        "timezone": v[profiles.TIMEZONE],
+        "notifications": {
+            "trainingFailures": v[profiles.TRAINING_FAILURES],
+            "weeklyDigest": v[profiles.WEEKLY_DIGEST],
+            "emailDigest": v[profiles.EMAIL_DIGEST],
+        },
+        "updatedAt": iso(profile.updated_at),
+    }
+
+
+def resource_state_public(state: ResourceState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    if state.status is ResourceStatus.TRASHED:
+        return {"status": "trashed", "purgeAt": iso(state.purge_at)}
+    return {"status": "deleted", "deletedAt": iso(state.deleted_at)}
+
+
+def upload_public(u: Upload) -> dict[str, Any]:
+    return {
+        "id": u.id,
+        "resourceId": u.resource_id,
+        "filename": u.filename,
+        "contentType": u.content_type,
+        "size": u.size_bytes,
+        "sha256": u.sha256,
+        "createdBy": u.created_by,
+        "createdAt": iso(u.created_at),
+    }
+
+
+def resource_public(r: Resource, uploads: list[Upload] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id,
+        "workspaceId": r.workspace_id,
+        "kind": r.kind.value,
+        "name": r.name,
+        "description": r.description,
+        "isPublic": r.is_public,
+        "status": r.status.value,
+        "createdBy": r.created_by,
+        "createdAt": iso(r.created_at),
+        "updatedAt": iso(r.updated_at),
+        "trashedAt": iso(r.trashed_at),
+        "purgeAfter": iso(r.purge_after),
+        "clonedFrom": r.cloned_from,
+    }
+    if uploads is not None:
+        out["uploads"] = [upload_public(u) for u in uploads]
+    return out

@@ -21,8 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import EventView
 from activityfeed.domain.query import parse_activity_query
-from activityfeed.errors import AppError, NotAuthenticated, TooManyRequests
-from activityfeed.services import accounts, activity, workspaces
+from activityfeed.errors import AppError, InvalidRequest, NotAuthenticated, TooManyRequests
+from activityfeed.services import accounts, activity, stream, workspaces
+from activityfeed.store.db import Tx
 from activityfeed.web.api.auth import set_session_cookie
 from activityfeed.web.deps import (
     Ctx,
@@ -88,6 +89,29 @@ def relative(moment: datetime, now: datetime) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now"
+
+
+def absolute(moment: datetime) -> str:
+    """The exact time, in UTC; the page's script rewrites it in the reader's timezone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%d %b %Y")
+
+
+def timedelta_days(days: int, microseconds: int = 0) -> timedelta:
+    return timedelta(days=days, microseconds=microseconds)
+
+
+templates.env.globals.update(
+    type_colour=colour,
+    type_labels=TYPE_LABELS,
+    relative=relative,
+    absolute=absolute,
+    day=day,
+    timedelta_days=timedelta_days,
+)
 
 
 def _signed_in(request: Request) -> Session | None:
@@ -163,15 +187,42 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
 
 
-@router.get("/activity", response_class=HTMLResponse)
-def activity_page(request: Request, c: Ctx = Depends(ctx)) -> Response:
-    session = _signed_in(request)
-    if session is None:
-        return _login_redirect(request)
-    now = c.now()
+_KEPT = ("archived", "search", "start", "end", "limit", "from", "to")
+
+
+def _params(request: Request) -> dict[str, list[str]]:
     params: dict[str, list[str]] = {}
     for name, value in request.query_params.multi_items():
         params.setdefault(name, []).append(value)
+    return params
+
+
+def _return_to(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def sidebar_context(tx: Tx, session: Session, *, current: str) -> dict[str, Any]:
+    """What templates/_sidebar.html needs; other pages pass it to their template too.
+
+    ``current`` names the highlighted link: "activity", "projects", "datasets", "models",
+    "profile" or "api-keys".
+    """
+    summaries = workspaces.list_workspaces(tx, session)
+    active = next((s for s in summaries if s.is_active), None)
+    return {
+        "session": session,
+        "csrf_token": session.csrf_token,
+        "workspaces": summaries,
+        "active_unseen": active.unseen_count if active else 0,
+        "current": current,
+    }
+
+
+def _feed(request: Request, c: Ctx, session: Session) -> dict[str, Any]:
+    """The Activity page's context for the request's filters (shared by the page and the
+    row fragments, so a fragment shows exactly what the page would)."""
+    now = c.now()
+    params = _params(request)
     error = None
     try:
         q = parse_activity_query(params, now=now)
@@ -189,41 +240,111 @@ def activity_page(request: Request, c: Ctx = Depends(ctx)) -> Response:
             now=now,
             undo_window=window,
         )
-        summaries = workspaces.list_workspaces(tx, session)
+        side = sidebar_context(tx, session, current="activity")
+        # Same snapshot as the rows: the stream resumes exactly after what is shown.
+        position = stream.current_position(
+            tx, user_id=session.user.id, workspace_id=membership.workspace.id
+        )
     pages = max(1, -(-page.total // page.limit))
-    keep = {
-        k: v[-1]
-        for k, v in params.items()
-        if k in ("archived", "search", "start", "end", "limit", "from", "to")
-    }
+    keep = {k: v[-1] for k, v in params.items() if k in _KEPT} if error is None else {}
 
     def link(**changes: Any) -> str:
         merged = {**keep, **{k: str(v) for k, v in changes.items() if v is not None}}
+        if changes.get("start") is not None:
+            merged.pop("from", None)
+            merged.pop("to", None)
         return "/activity?" + urlencode({k: v for k, v in merged.items() if v != ""})
 
-    start_value = (q.start or now - timedelta(days=30)).date().isoformat()
+    start_value = q.start.date().isoformat() if q.start else ""
     end_value = ((q.end - timedelta(microseconds=1)) if q.end else now).date().isoformat()
-    return templates.TemplateResponse(
-        request,
-        "activity.html",
-        {
-            "session": session,
-            "membership": membership,
-            "workspaces": summaries,
-            "page": page,
-            "pages": pages,
-            "q": q,
-            "error": error,
-            "link": link,
-            "colour": colour,
-            "labels": TYPE_LABELS,
-            "relative": lambda m: relative(m, now),
-            "absolute": lambda m: m.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "start_value": start_value,
-            "end_value": end_value,
-            "return_to": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        },
+    is_default_range = not any(k in keep for k in ("start", "end", "from", "to"))
+    return {
+        **side,
+        "membership": membership,
+        "page": page,
+        "pages": pages,
+        "q": q,
+        "error": error,
+        "link": link,
+        "now": now,
+        "start_value": start_value,
+        "end_value": end_value,
+        "is_default_range": is_default_range,
+        "is_live": not q.is_archived and q.page == 1 and q.cursor is None,
+        "return_to": _return_to(request),
+        "stream_position": position,
+    }
+
+
+@router.get("/activity", response_class=HTMLResponse)
+def activity_page(request: Request, c: Ctx = Depends(ctx)) -> Response:
+    session = _signed_in(request)
+    if session is None:
+        return _login_redirect(request)
+    return templates.TemplateResponse(request, "activity.html", _feed(request, c, session))
+
+
+#: At most this many ids per fragment request (a burst of live events comes in one).
+MAX_FRAGMENT_IDS = 100
+
+
+@router.get("/activity/rows", response_class=HTMLResponse)
+def activity_rows(request: Request, ids: str = "", c: Ctx = Depends(ctx)) -> Response:
+    """Rendered rows (templates/_event_row.html) for the page's live updates.
+
+    Takes the page's own filters. Without ``ids``: the rows of that page (after a stream
+    ``reset``). With ``ids`` (comma-separated): only those of the given events that are
+    on that page, so the script never shows a row the view would not. The headers
+    ``X-Activity-Total`` and ``X-Unseen-Count`` carry the page's counts.
+    """
+    session = _signed_in(request)
+    if session is None:
+        raise NotAuthenticated("Sign in first.")
+    wanted = [i for i in ids.split(",") if i.strip()][:MAX_FRAGMENT_IDS]
+    context = _feed(request, c, session)
+    if context["error"] is not None:
+        raise InvalidRequest(context["error"])
+    events = context["page"].events
+    if wanted:
+        keep = set(wanted)
+        events = [v for v in events if v.event.id in keep]
+    response = templates.TemplateResponse(
+        request, "_rows.html", {**context, "events": events, "return_to": _page_url(request)}
     )
+    response.headers["X-Activity-Total"] = str(context["page"].total)
+    response.headers["X-Unseen-Count"] = str(context["page"].unseen_count)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _page_url(request: Request) -> str:
+    # The rows' forms return to the page the fragment belongs to, not to the fragment.
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k in (*_KEPT, "page")]
+    return "/activity" + (f"?{urlencode(kept)}" if kept else "")
+
+
+@router.post("/activity/mark-seen")
+async def mark_seen_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
+    """No-JavaScript "Mark all seen" for the active workspace."""
+    try:
+        session = await session_auth(request)
+    except NotAuthenticated:
+        return _login_redirect(request)
+    form = await request.form()
+
+    def work() -> None:
+        with c.db.write() as tx:
+            membership = workspaces.active_workspace(tx, session, None)
+            activity.mark_seen(
+                tx,
+                viewer_id=session.user.id,
+                membership=membership,
+                event_ids=None,
+                mark_all=True,
+            )
+
+    await run_in_threadpool(work)
+    return RedirectResponse(_safe_next(str(form.get("return_to", "/activity"))), status_code=303)
 
 
 @router.post("/activity/archive")

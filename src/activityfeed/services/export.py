@@ -1,0 +1,359 @@
+"""The personal-data (GDPR) export: one ZIP of everything about a user, streamed.
+
+``export_archive`` yields the bytes of the ZIP as it is written, inside the caller's
+one read transaction (a consistent snapshot). The web route and the CLI both stream
+these bytes, so they produce the same file. The file format is documented in
+docs/export.md; its records are camelCase like the HTTP API because both the web and
+the CLI write them (and neither may import the other's serialisers).
+
+Memory stays flat: events are read in keyset chunks of ``EVENTS_CHUNK`` rows, each
+chunk is compressed into a small in-memory sink, and the sink is drained (yielded)
+after every chunk. ``zipfile`` writes to an unseekable stream by putting each member's
+sizes and CRC in a data descriptor after its data, so nothing is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from activityfeed.domain import profiles
+from activityfeed.domain.accounts import User
+from activityfeed.domain.resources import Resource, Upload
+from activityfeed.errors import NotFound
+from activityfeed.services.accounts import normalise_email
+from activityfeed.services.settings import get_profile
+from activityfeed.store import accounts as account_store
+from activityfeed.store import events as event_store
+from activityfeed.store import exports as export_store
+from activityfeed.store import resources as resource_store
+from activityfeed.store import states as state_store
+from activityfeed.store.db import Tx
+
+FORMAT = "activityfeed-export"
+FORMAT_VERSION = 1
+EVENTS_CHUNK = 1000
+#: Resources are read this many at a time (with one query for their uploads).
+RESOURCE_CHUNK = 500
+#: The members, in the order they appear in the archive (the manifest comes last).
+PARTS = (
+    "profile.json",
+    "workspaces.jsonl",
+    "api_keys.jsonl",
+    "resources.jsonl",
+    "events.jsonl",
+    "manifest.json",
+)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def find_user(tx: Tx, email: str) -> User:
+    """The user with this e-mail (any case); ``NotFound`` when there is none."""
+    found = account_store.select_user_by_email(tx, normalise_email(email))
+    if found is None:
+        raise NotFound(f"No user has the e-mail {email}.")
+    return found[0]
+
+
+# ---- the parts ---------------------------------------------------------------------------
+
+
+def build_profile(tx: Tx, user: User) -> dict[str, Any]:
+    """``profile.json``: the account and everything the user set in Settings."""
+    v = get_profile(tx, user_id=user.id).values
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "createdAt": _iso(user.created_at),
+        "bio": v[profiles.BIO],
+        "company": v[profiles.COMPANY],
+        "timezone": v[profiles.TIMEZONE],
+        "notifications": {
+            "trainingFailures": v[profiles.TRAINING_FAILURES],
+            "weeklyDigest": v[profiles.WEEKLY_DIGEST],
+            "emailDigest": v[profiles.EMAIL_DIGEST],
+        },
+    }
+
+
+def _workspace_records(joined: list[export_store.JoinedMembership]) -> Iterator[dict[str, Any]]:
+    for j in joined:
+        ws = j.membership.workspace
+        yield {
+            "id": ws.id,
+            "slug": ws.slug,
+            "name": ws.name,
+            "isPersonal": ws.is_personal,
+            "createdAt": _iso(ws.created_at),
+            "role": j.membership.role.value,
+            "joinedAt": _iso(j.joined_at),
+        }
+
+
+def _api_key_records(keys: list[export_store.OwnKey]) -> Iterator[dict[str, Any]]:
+    # Built field by field from a row that never held the secret hash: nothing else
+    # about a key can reach the archive.
+    for own in keys:
+        k = own.key
+        yield {
+            "id": k.id,
+            "name": k.name,
+            "prefix": k.prefix,
+            "scopes": [s.value for s in k.scopes],
+            "workspaceId": k.workspace_id,
+            "workspace": own.workspace_slug,
+            "createdAt": _iso(k.created_at),
+            "lastUsedAt": _iso(k.last_used_at),
+            "revokedAt": _iso(k.revoked_at),
+        }
+
+
+def iter_resources(
+    tx: Tx, *, user: User, joined: list[export_store.JoinedMembership]
+) -> Iterator[dict[str, Any]]:
+    """``resources.jsonl``: every project, dataset and model of the user's workspaces
+    (live, in Trash or deleted, with their uploads' metadata), read in keyset chunks."""
+    del user  # Every member sees every resource of the workspace.
+    for j in joined:
+        ws = j.membership.workspace.id
+        after = ""
+        while chunk := resource_store.select_resources_after(
+            tx, workspace_id=ws, after_id=after, limit=RESOURCE_CHUNK
+        ):
+            files: dict[str, list[Upload]] = {}
+            for u in resource_store.select_uploads_of(
+                tx, workspace_id=ws, resource_ids=[r.id for r in chunk]
+            ):
+                files.setdefault(u.resource_id, []).append(u)
+            for r in chunk:
+                yield _resource_record(r, files.get(r.id, []))
+            after = chunk[-1].id
+
+
+def _resource_record(r: Resource, files: list[Upload]) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "workspaceId": r.workspace_id,
+        "kind": r.kind.value,
+        "name": r.name,
+        "description": r.description,
+        "isPublic": r.is_public,
+        "status": r.status.value,
+        "createdBy": r.created_by,
+        "createdAt": _iso(r.created_at),
+        "updatedAt": _iso(r.updated_at),
+        "trashedAt": _iso(r.trashed_at),
+        "purgeAfter": _iso(r.purge_after),
+        "deletedAt": _iso(r.deleted_at),
+        "clonedFrom": r.cloned_from,
+        "uploads": [
+            {
+                "id": u.id,
+                "filename": u.filename,
+                "contentType": u.content_type,
+                "sizeBytes": u.size_bytes,
+                "sha256": u.sha256,
+                "createdAt": _iso(u.created_at),
+            }
+            for u in files
+        ],
+    }
+
+
+def event_record(row: event_store.Row) -> dict[str, Any]:
+    """One ``events.jsonl`` line: the feed's event JSON with this user's state."""
+    e = row.event
+    source: dict[str, Any] = {"kind": e.source.kind.value}
+    if e.source.api_key_prefix:
+        source["apiKeyPrefix"] = e.source.api_key_prefix
+    return {
+        "id": e.id,
+        "workspaceId": e.workspace_id,
+        "resourceType": e.resource_type.value,
+        "resourceId": e.resource_id,
+        "resourceName": e.resource_name,
+        "action": e.action.value,
+        "description": e.description,
+        "actor": (
+            {"id": e.actor.id, "name": e.actor.name, "email": e.actor.email} if e.actor else None
+        ),
+        "source": source,
+        "createdAt": _iso(e.created_at),
+        "metadata": e.metadata,
+        "seen": row.is_seen,
+        "archived": row.is_archived,
+    }
+
+
+def count_events(tx: Tx, user_id: str) -> int:
+    """How many events the export will hold (for a progress bar).
+
+    Uses the watermark arithmetic (dense ``ws_ord`` less other users' private events),
+    so it does not scan history.
+    """
+    total = 0
+    for j in export_store.select_joined_memberships(tx, user_id):
+        ws = j.membership.workspace.id
+        _, head_ord = event_store.select_head(tx, ws)
+        total += state_store.count_visible(tx, user_id=user_id, workspace_id=ws, head_ord=head_ord)
+    return total
+
+
+# ---- the archive -------------------------------------------------------------------------
+
+
+class _Sink:
+    """A write-only, unseekable buffer that the generator empties after every chunk.
+
+    It has no ``tell``/``seek``, so ``zipfile`` treats it as a stream and writes data
+    descriptors instead of seeking back to patch local headers.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes, /) -> int:
+        if data:
+            self._chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def drain(self) -> bytes:
+        out = b"".join(self._chunks)
+        self._chunks.clear()
+        return out
+
+
+def _member(zf: zipfile.ZipFile, name: str, now: datetime) -> IO[bytes]:
+    info = zipfile.ZipInfo(name, date_time=now.astimezone(UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    # The size is not known in advance: Zip64 lets a long history pass 4 GiB.
+    return zf.open(info, "w", force_zip64=True)
+
+
+def _write_jsonl(
+    zf: zipfile.ZipFile,
+    sink: _Sink,
+    name: str,
+    records: Iterable[dict[str, Any]],
+    *,
+    now: datetime,
+    counts: dict[str, int],
+) -> Iterator[bytes]:
+    """Write a JSON Lines member, yielding the compressed bytes every ``EVENTS_CHUNK``
+    records; its record count goes into ``counts`` once it is complete."""
+    count = 0
+    with _member(zf, name, now) as out:
+        batch: list[str] = []
+        for record in records:
+            batch.append(_line(record))
+            if len(batch) >= EVENTS_CHUNK:
+                out.write("".join(batch).encode())
+                count += len(batch)
+                batch.clear()
+                if chunk := sink.drain():
+                    yield chunk
+        out.write("".join(batch).encode())
+        count += len(batch)
+    counts[name] = count
+    if chunk := sink.drain():
+        yield chunk
+
+
+def _event_records(
+    tx: Tx,
+    *,
+    user: User,
+    joined: list[export_store.JoinedMembership],
+    progress: Callable[[int], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """Every event the user can see, workspace by workspace, in arrival order."""
+    for j in joined:
+        ws = j.membership.workspace.id
+        marks = state_store.select_marks(tx, user_id=user.id, workspace_id=ws)
+        for rows in export_store.iter_visible_by_arrival(
+            tx, viewer_id=user.id, workspace_id=ws, marks=marks, chunk=EVENTS_CHUNK
+        ):
+            for row in rows:
+                yield event_record(row)
+            if progress is not None:
+                progress(len(rows))
+
+
+def export_archive(
+    tx: Tx,
+    *,
+    user_id: str,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The user's export as a stream of ZIP bytes (see docs/export.md for the format).
+
+    Everything is read with ``tx``, which should be one read transaction, so every part
+    describes the same moment. ``progress`` is called with the number of events written
+    after each chunk. Raises ``NotFound`` (before the first byte) for an unknown user.
+    The stream is complete only when the generator finishes: ``manifest.json`` and the
+    ZIP's central directory come last, so a cut-off download is not a valid ZIP.
+    """
+    user = account_store.select_user(tx, user_id)
+    if user is None:
+        raise NotFound("This user does not exist.")
+    return _archive(tx, user=user, now=now, progress=progress)
+
+
+def _archive(
+    tx: Tx, *, user: User, now: datetime, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
+    sink = _Sink()
+    counts: dict[str, int] = {}
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with _member(zf, "profile.json", now) as out:
+            out.write(_json(build_profile(tx, user)))
+        counts["profile.json"] = 1
+        yield sink.drain()
+
+        joined = export_store.select_joined_memberships(tx, user.id)
+        keys = export_store.select_keys_created_by(tx, user.id)
+        parts: list[tuple[str, Iterable[dict[str, Any]]]] = [
+            ("workspaces.jsonl", _workspace_records(joined)),
+            ("api_keys.jsonl", _api_key_records(keys)),
+            ("resources.jsonl", iter_resources(tx, user=user, joined=joined)),
+            ("events.jsonl", _event_records(tx, user=user, joined=joined, progress=progress)),
+        ]
+        for name, records in parts:
+            yield from _write_jsonl(zf, sink, name, records, now=now, counts=counts)
+
+        # Last, so that its counts describe what was actually written.
+        manifest = {
+            "format": FORMAT,
+            "formatVersion": FORMAT_VERSION,
+            "exportedAt": _iso(now),
+            "user": {"id": user.id, "email": user.email},
+            "parts": counts,
+        }
+        with _member(zf, "manifest.json", now) as out:
+            out.write(_json(manifest))
+    yield sink.drain()
