@@ -6,8 +6,10 @@ from typer.testing import CliRunner
 
 from activityfeed.cli.demo import DEMO_EMAIL, DEMO_PASSWORD, TEAM_NAME, seed_demo
 from activityfeed.cli.main import app as cli
+from activityfeed.services.settings import get_profile
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
+from activityfeed.store import resources as resource_store
 from tests.factories import Browser, event_body, ingest
 
 runner = CliRunner()
@@ -130,8 +132,14 @@ def test_demo_seeds_once(tmp_path, app):
             for m in account_store.select_memberships(tx, user[0].id)
             if m.workspace.name == TEAM_NAME
         )
-        assert 250 <= event_store.select_head(tx, team.workspace.id)[1] <= 300
+        # The history, plus the platform's own events: 3 created, 1 trashed, 1 deleted.
+        assert 255 <= event_store.select_head(tx, team.workspace.id)[1] <= 305
         assert len(account_store.select_member_ids(tx, team.workspace.id)) == 2
+        made = resource_store.select_resources_after(
+            tx, workspace_id=team.workspace.id, after_id="", limit=10
+        )
+        assert sorted(r.status.value for r in made) == ["active", "deleted", "trashed"]
+        assert get_profile(tx, user_id=user[0].id).values["timezone"] == "Europe/Paris"
     db.dispose()
     assert DEMO_PASSWORD
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import typer
@@ -14,16 +15,19 @@ from activityfeed.cli.common import DatabaseUrl, console, now, settings_for
 from activityfeed.cli.serve import run_server
 from activityfeed.cli.simulate import produce
 from activityfeed.client import ActivityFeedClient
-from activityfeed.domain.accounts import Scope
+from activityfeed.domain import profiles
+from activityfeed.domain.accounts import Membership, Scope, User
 from activityfeed.domain.events import Actor, SourceKind
+from activityfeed.domain.resources import ResourceKind
 from activityfeed.domain.workspaces import Role
-from activityfeed.services import accounts, apikeys, workspaces
+from activityfeed.services import accounts, apikeys, resources, settings, workspaces
 from activityfeed.services.events import record_events
 from activityfeed.services.simulation import Cast, history, personal_history
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import migrate
-from activityfeed.store.db import Database
+from activityfeed.store.blobs import Blobs
+from activityfeed.store.db import Database, Tx
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
@@ -32,7 +36,7 @@ TEAM_NAME = "Vision Team"
 BATCH = 500
 
 
-def seed_demo(database_url: str, *, events: int = 3000) -> bool:
+def seed_demo(database_url: str, *, events: int = 3000, data_dir: Path | None = None) -> bool:
     """Create the demo accounts and a 90-day history unless they exist; True if created."""
     migrate.upgrade(database_url)
     db = Database(database_url)
@@ -72,12 +76,69 @@ def seed_demo(database_url: str, *, events: int = 3000) -> bool:
                 progress.advance(task, len(batch))
         with db.write() as tx:
             record_events(tx, personal_history(personal.id, people[0], start=start, end=at), now=at)
+        with db.write() as tx:
+            membership = next(
+                m
+                for m in account_store.select_memberships(tx, demo.id)
+                if m.workspace.id == team.id
+            )
+            seed_platform(tx, demo, membership, data_dir=data_dir or Path.cwd(), at=now())
         with db.read() as tx:
             count = event_store.select_head(tx, team.id)[1]
         console.print(f"Recorded {count} events in '{team.slug}'.")
         return True
     finally:
         db.dispose()
+
+
+def seed_platform(tx: Tx, user: User, team: Membership, *, data_dir: Path, at: datetime) -> None:
+    """What the platform's own modules record, through the same services the web uses: a
+    live project, a dataset in Trash, a deleted model (their rows show the resource's
+    state) and a profile change that is still undoable."""
+    source = SourceKind.UI
+
+    def make(kind: ResourceKind, name: str, description: str) -> str:
+        return resources.create_resource(
+            tx,
+            user=user,
+            membership=team,
+            kind=kind,
+            name=name,
+            description=description,
+            source=source,
+            now=at,
+        ).id
+
+    make(ResourceKind.PROJECT, "traffic-signs", "Detect and classify road signs.")
+    trashed = make(ResourceKind.DATASET, "street-scenes-2025", "Dash-cam frames, unlabelled.")
+    resources.trash_resource(
+        tx,
+        user=user,
+        membership=team,
+        kind=ResourceKind.DATASET,
+        resource_id=trashed,
+        source=source,
+        now=at,
+    )
+    deleted = make(ResourceKind.MODEL, "yolov8n-draft", "A first try, superseded.")
+    resources.delete_resource(
+        tx,
+        user=user,
+        membership=team,
+        kind=ResourceKind.MODEL,
+        resource_id=deleted,
+        source=source,
+        blobs=Blobs(data_dir),
+        now=at,
+    )
+    settings.update_profile(
+        tx,
+        user=user,
+        patch={profiles.TIMEZONE: "Europe/Paris", profiles.COMPANY: "Acme Vision"},
+        source=source,
+        now=at,
+        undo_window=timedelta(hours=1),
+    )
 
 
 def producer_key(database_url: str) -> str:
@@ -137,7 +198,7 @@ def demo(
 ) -> None:
     """Create (once) a demo account with a realistic history, then serve it live."""
     settings = settings_for(database_url)
-    created = seed_demo(settings.database_url, events=events)
+    created = seed_demo(settings.database_url, events=events, data_dir=settings.data_dir)
     if not created:
         console.print("The demo data exists already; serving it.")
     if live_rate > 0:
