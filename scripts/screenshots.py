@@ -2,8 +2,8 @@
 
 Seeds a temporary SQLite database with the demo's history (the same accounts as
 `activityfeed demo`), serves it on a free port, and photographs the pages with Chromium
-(/usr/bin/chromium, or ACTIVITYFEED_CHROMIUM). Pages that answer 404 (not built on this
-branch) are skipped with a message.
+(/usr/bin/chromium, or ACTIVITYFEED_CHROMIUM). A page that answers 404 is skipped with
+a message.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def main() -> int:
                 shoot(page, base, "/activity?archived=true", "archive.png")
                 shoot(page, base, "/settings/profile", "settings-profile.png")
                 shoot(page, base, "/settings/api-keys", "settings-api-keys.png")
+                shoot(page, base, "/projects", "projects.png")
                 desktop.close()
                 phone = browser.new_context(
                     viewport=PHONE,

@@ -1,7 +1,8 @@
 """The Activity page live: new events, other tabs' triage and badges arrive through
 GET /api/activity/stream (Server-Sent Events) without a reload.
 
-Marked ``live_stream``: they need the stream route (docs/helper SSE contract).
+Marked ``live_stream`` (``-m 'not live_stream'`` leaves them out): they need the stream
+route, GET /api/activity/stream.
 """
 
 from __future__ import annotations
