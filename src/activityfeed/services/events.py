@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from activityfeed.domain.events import Event, EventDraft, describe
 from activityfeed.domain.ids import new_id
@@ -56,3 +57,35 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
 def record_event(tx: Tx, draft: EventDraft, *, now: datetime) -> Event:
     """Record one event; see ``record_events``."""
     return record_events(tx, [draft], now=now)[0]
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``, to the microsecond when there is one."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_json(e: Event, *, seen: bool, archived: bool) -> dict[str, Any]:
+    """An event as JSON with one viewer's state: the one shape that the API, the live
+    stream and the personal-data export share (the API adds its per-page fields)."""
+    source: dict[str, Any] = {"kind": e.source.kind.value}
+    if e.source.api_key_prefix:
+        source["apiKeyPrefix"] = e.source.api_key_prefix
+    return {
+        "id": e.id,
+        "workspaceId": e.workspace_id,
+        "resourceType": e.resource_type.value,
+        "resourceId": e.resource_id,
+        "resourceName": e.resource_name,
+        "action": e.action.value,
+        "description": e.description,
+        "actor": (
+            {"id": e.actor.id, "name": e.actor.name, "email": e.actor.email} if e.actor else None
+        ),
+        "source": source,
+        "createdAt": rfc3339(e.created_at),
+        "metadata": e.metadata,
+        "seen": seen,
+        "archived": archived,
+    }

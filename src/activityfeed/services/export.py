@@ -25,6 +25,7 @@ from activityfeed.domain.accounts import User
 from activityfeed.domain.resources import Resource, Upload
 from activityfeed.errors import NotFound
 from activityfeed.services.accounts import normalise_email
+from activityfeed.services.events import event_json, rfc3339
 from activityfeed.services.settings import get_profile
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
@@ -49,10 +50,7 @@ PARTS = (
 )
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_iso = rfc3339
 
 
 def _json(document: dict[str, Any]) -> bytes:
@@ -179,27 +177,7 @@ def _resource_record(r: Resource, files: list[Upload]) -> dict[str, Any]:
 
 def event_record(row: event_store.Row) -> dict[str, Any]:
     """One ``events.jsonl`` line: the feed's event JSON with this user's state."""
-    e = row.event
-    source: dict[str, Any] = {"kind": e.source.kind.value}
-    if e.source.api_key_prefix:
-        source["apiKeyPrefix"] = e.source.api_key_prefix
-    return {
-        "id": e.id,
-        "workspaceId": e.workspace_id,
-        "resourceType": e.resource_type.value,
-        "resourceId": e.resource_id,
-        "resourceName": e.resource_name,
-        "action": e.action.value,
-        "description": e.description,
-        "actor": (
-            {"id": e.actor.id, "name": e.actor.name, "email": e.actor.email} if e.actor else None
-        ),
-        "source": source,
-        "createdAt": _iso(e.created_at),
-        "metadata": e.metadata,
-        "seen": row.is_seen,
-        "archived": row.is_archived,
-    }
+    return event_json(row.event, seen=row.is_seen, archived=row.is_archived)
 
 
 def count_events(tx: Tx, user_id: str) -> int:

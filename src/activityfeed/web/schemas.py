@@ -21,6 +21,7 @@ from activityfeed.domain.events import EventView, ResourceState, ResourceStatus
 from activityfeed.domain.profiles import Profile
 from activityfeed.domain.resources import Resource, Upload
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.events import event_json, rfc3339
 
 
 class Wire(BaseModel):
@@ -30,11 +31,7 @@ class Wire(BaseModel):
     )
 
 
-def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z``, to the microsecond when there is one."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+iso = rfc3339
 
 
 # ---- requests ---------------------------------------------------------------------------
@@ -152,26 +149,8 @@ def api_key_public(key: ApiKey) -> dict[str, Any]:
 
 
 def event_public(view: EventView) -> dict[str, Any]:
-    e = view.event
-    source: dict[str, Any] = {"kind": e.source.kind.value}
-    if e.source.api_key_prefix:
-        source["apiKeyPrefix"] = e.source.api_key_prefix
     return {
-        "id": e.id,
-        "workspaceId": e.workspace_id,
-        "resourceType": e.resource_type.value,
-        "resourceId": e.resource_id,
-        "resourceName": e.resource_name,
-        "action": e.action.value,
-        "description": e.description,
-        "actor": (
-            {"id": e.actor.id, "name": e.actor.name, "email": e.actor.email} if e.actor else None
-        ),
-        "source": source,
-        "createdAt": iso(e.created_at),
-        "metadata": e.metadata,
-        "seen": view.is_seen,
-        "archived": view.is_archived,
+        **event_json(view.event, seen=view.is_seen, archived=view.is_archived),
         "resourceDeleted": view.is_resource_deleted,
         "resourceState": resource_state_public(view.resource_state),
         "undoableUntil": iso(view.undoable_until),

@@ -157,6 +157,23 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(r)}
 
+    def _change(
+        action: str, resource_id: str, workspace: str | None, session: Session, c: Ctx
+    ) -> dict[str, Any]:
+        with c.db.write() as tx:
+            r = resources.change_resource(
+                tx,
+                action,
+                user=session.user,
+                membership=_membership(tx, session, workspace),
+                kind=kind,
+                resource_id=resource_id,
+                source=SourceKind.UI,
+                blobs=Blobs(c.settings.data_dir),
+                now=c.now(),
+            )
+        return {kind.value: resource_public(r)}
+
     def _simple(action: str) -> None:
         @router.post(f"/{{resource_id}}/{action}", name=f"{kind.value}_{action}")
         def handler(
@@ -165,19 +182,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
             session: Session = Depends(session_auth),
             c: Ctx = Depends(ctx),
         ) -> dict[str, Any]:
-            with c.db.write() as tx:
-                r = resources.change_resource(
-                    tx,
-                    action,
-                    user=session.user,
-                    membership=_membership(tx, session, workspace),
-                    kind=kind,
-                    resource_id=resource_id,
-                    source=SourceKind.UI,
-                    blobs=Blobs(c.settings.data_dir),
-                    now=c.now(),
-                )
-            return {kind.value: resource_public(r)}
+            return _change(action, resource_id, workspace, session, c)
 
     for action in ("trash", "restore", "share", "unshare"):
         _simple(action)
@@ -189,19 +194,8 @@ def make_router(kind: ResourceKind) -> APIRouter:
         session: Session = Depends(session_auth),
         c: Ctx = Depends(ctx),
     ) -> dict[str, Any]:
-        with c.db.write() as tx:
-            r = resources.change_resource(
-                tx,
-                "delete",
-                user=session.user,
-                membership=_membership(tx, session, workspace),
-                kind=kind,
-                resource_id=resource_id,
-                source=SourceKind.UI,
-                blobs=Blobs(c.settings.data_dir),
-                now=c.now(),
-            )
-        return {kind.value: resource_public(r)}
+        """Delete permanently (from Trash or not); the events stay."""
+        return _change("delete", resource_id, workspace, session, c)
 
     @router.post("/{resource_id}/clone", status_code=201)
     def clone(
