@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import time
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_FROM_RFC4648 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 
 
 def new_id(prefix: str = "", *, now_ms: int | None = None) -> str:
@@ -17,11 +19,11 @@ def new_id(prefix: str = "", *, now_ms: int | None = None) -> str:
     """
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | secrets.randbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return prefix + "".join(reversed(chars))
+    # 26 characters hold 130 bits: the value with two zero bits on top. base32 reads
+    # bits from the left, so shift the value to end six bits before a 17-byte boundary
+    # and keep the first 26 characters (C speed; ingestion makes a thousand at once).
+    encoded = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
+    return prefix + encoded.decode("ascii").translate(_FROM_RFC4648)
 
 
 def new_secret(nbytes: int = 32) -> str:

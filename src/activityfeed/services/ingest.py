@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -56,6 +57,7 @@ SECRET_VALUE = re.compile(r"afk_[A-Za-z0-9_-]{8,}|\bBearer\s+\S+", re.I)
 REDACTED = "[redacted]"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     words = [w.lower() for w in _WORD.findall(key)]
     pairs = {a + b for a, b in itertools.pairwise(words)}
@@ -100,12 +102,25 @@ def _check_json(value: Any, where: str, *, max_depth: int) -> None:
             )
         if isinstance(item, dict):
             for k, v in item.items():
-                _check_text(k, where)
+                if not _is_clean_text(k):
+                    _check_text(k, where)
                 stack.append((v, level + 1))
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
-        elif isinstance(item, str):
+        elif isinstance(item, str) and not _is_clean_text(item):
             _check_text(item, where)
+
+
+def _is_clean_text(text: str) -> bool:
+    """True for text every database stores: no NUL, no lone surrogate (the common case,
+    answered without building the error's field name)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_text(text: str, where: str) -> None:
@@ -182,7 +197,7 @@ def _draft(
         ("description", item.description),
         ("idempotencyKey", item.idempotency_key),
     ):
-        if text is not None:
+        if text is not None and not _is_clean_text(text):
             _check_text(text, _where(index, name))
     if item.occurred_at is not None:
         if item.occurred_at < now - MAX_PAST:
@@ -196,15 +211,21 @@ def _draft(
                 "future; check the producer's clock.",
                 field=_where(index, "occurredAt"),
             )
-    # Depth first: serialising a hostile nesting to measure it would exhaust the stack.
-    _check_json(item.metadata, _where(index, "metadata"), max_depth=MAX_METADATA_DEPTH)
-    size = len(json.dumps(item.metadata, separators=(",", ":"), default=str).encode())
-    if size > max_metadata_bytes:
-        raise InvalidRequest(
-            f"{_where(index, 'metadata')}: at most {max_metadata_bytes} bytes of metadata; "
-            f"this has {size}.",
-            field=_where(index, "metadata"),
-        )
+    metadata = item.metadata
+    if metadata:
+        # Depth first: serialising a hostile nesting to measure it would exhaust the stack.
+        _check_json(metadata, _where(index, "metadata"), max_depth=MAX_METADATA_DEPTH)
+        size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+        if size > max_metadata_bytes:
+            raise InvalidRequest(
+                f"{_where(index, 'metadata')}: at most {max_metadata_bytes} bytes of metadata; "
+                f"this has {size}.",
+                field=_where(index, "metadata"),
+            )
+        metadata = redact(metadata)
+    else:
+        # "{}" is 2 bytes: within any limit; a fresh dict so no caller shares ours.
+        metadata = {}
     return EventDraft(
         workspace_id=key.workspace_id,
         resource_type=resource_type,
@@ -214,7 +235,7 @@ def _draft(
         actor=None,
         source=Source(kind=SourceKind.API_KEY, api_key_prefix=key.prefix),
         description=item.description,
-        metadata=redact(item.metadata),
+        metadata=metadata,
         occurred_at=item.occurred_at,
         idempotency_key=item.idempotency_key,
         payload_hash=payload_hash(item) if item.idempotency_key else None,

@@ -6,7 +6,7 @@ Every query here is scoped by ``workspace_id`` and by the viewer's visibility
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import product
@@ -20,7 +20,6 @@ from sqlalchemy import (
     column,
     false,
     func,
-    insert,
     literal,
     not_,
     or_,
@@ -28,6 +27,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.engine import Dialect
 
 from activityfeed.domain.events import (
     Action,
@@ -98,43 +98,138 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
     """Insert events of one workspace, in order, numbering them after the current head.
 
     The caller holds the workspace's write lock (``lock_workspace(exclusive=True)``) so
-    that ``ws_ord`` stays dense and follows ``seq``.
+    that ``ws_ord`` stays dense and follows ``seq``. A batch costs a constant number of
+    statements whatever its size: the head, the ``seq`` values, one ``executemany`` and,
+    on SQLite, one statement that adds the batch to the search index.
     """
     if not new:
         return []
     _, head_ord = select_head(tx, workspace_id)
-    rows = []
-    for i, item in enumerate(new, start=1):
+    seqs = _allocate_seqs(tx, len(new))
+    sql, procs = _insert_plan(tx.conn.dialect)
+    dt, js = procs
+    out: list[Event] = []
+    params: list[tuple[Any, ...]] = []
+    for i, (item, seq) in enumerate(zip(new, seqs, strict=True), start=1):
         d = item.draft
-        rows.append(
-            {
-                "id": item.id,
-                "workspace_id": workspace_id,
-                "ws_ord": head_ord + i,
-                "resource_type": d.resource_type.value,
-                "action": d.action.value,
-                "resource_id": d.resource_id,
-                "resource_name": d.resource_name,
-                "description": item.description,
-                "actor_id": d.actor.id if d.actor else None,
-                "actor_name": d.actor.name if d.actor else None,
-                "actor_email": d.actor.email if d.actor else None,
-                "source_kind": d.source.kind.value,
-                "source_key_prefix": d.source.api_key_prefix,
-                "created_at": item.created_at,
-                "recorded_at": item.recorded_at,
-                "metadata": d.metadata,
-                "private_to": d.private_to,
-                "idempotency_key": d.idempotency_key,
-                "payload_hash": d.payload_hash,
-            }
+        actor = d.actor
+        private_to = d.private_to
+        params.append(
+            (
+                seq,
+                item.id,
+                workspace_id,
+                head_ord + i,
+                d.resource_type.value,
+                d.action.value,
+                d.resource_id,
+                d.resource_name,
+                item.description,
+                actor.id if actor else None,
+                actor.name if actor else None,
+                actor.email if actor else None,
+                d.source.kind.value,
+                d.source.api_key_prefix,
+                dt(item.created_at),
+                dt(item.recorded_at),
+                js(d.metadata),
+                private_to,
+                d.idempotency_key,
+                d.payload_hash,
+            )
         )
-    seqs = _allocate_seqs(tx, len(rows))
-    for row, seq in zip(rows, seqs, strict=True):
-        row["seq"] = seq
-    # A plain executemany: RETURNING would make SQLite insert row by row.
-    tx.conn.execute(insert(events), rows)
-    return [to_event(_Row(**row)) for row in rows]
+        out.append(
+            Event(
+                seq=seq,
+                id=item.id,
+                workspace_id=workspace_id,
+                resource_type=d.resource_type,
+                action=d.action,
+                resource_id=d.resource_id,
+                resource_name=d.resource_name,
+                description=item.description,
+                actor=actor,
+                source=d.source,
+                created_at=item.created_at,
+                recorded_at=item.recorded_at,
+                metadata=d.metadata,
+                private_to=private_to,
+                idempotency_key=d.idempotency_key,
+                payload_hash=d.payload_hash,
+            )
+        )
+    # A plain executemany of ready tuples: RETURNING would make SQLite insert row by row,
+    # and SQLAlchemy's per-row parameter processing cost more than the insert itself.
+    tx.conn.exec_driver_sql(sql, params)
+    if tx.dialect == "sqlite":
+        index_for_search(tx, seqs[0], seqs[-1])
+    return out
+
+
+_INSERT_COLUMNS = (
+    "seq",
+    "id",
+    "workspace_id",
+    "ws_ord",
+    "resource_type",
+    "action",
+    "resource_id",
+    "resource_name",
+    "description",
+    "actor_id",
+    "actor_name",
+    "actor_email",
+    "source_kind",
+    "source_key_prefix",
+    "created_at",
+    "recorded_at",
+    "metadata",
+    "private_to",
+    "idempotency_key",
+    "payload_hash",
+)
+_plans: dict[str, tuple[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {}
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _insert_plan(
+    dialect: Dialect,
+) -> tuple[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    """The events INSERT in the driver's own parameter style, and the column types' bind
+    processors for the datetime and JSON columns (the others are plain strings/ints):
+    the same conversions SQLAlchemy applies, looked up once per dialect."""
+    plan = _plans.get(dialect.name)
+    if plan is None:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        # Column names are constants and the values are parameters.
+        columns, marks = ", ".join(_INSERT_COLUMNS), ", ".join([mark] * len(_INSERT_COLUMNS))
+        sql = f"INSERT INTO events ({columns}) VALUES ({marks})"  # noqa: S608
+        procs = tuple(
+            events.c[name].type.dialect_impl(dialect).bind_processor(dialect) or _identity
+            for name in ("created_at", "metadata")
+        )
+        plan = _plans[dialect.name] = (sql, (procs[0], procs[1]))
+    return plan
+
+
+def index_for_search(tx: Tx, first_seq: int, last_seq: int) -> None:
+    """Add the events with ``first_seq <= seq <= last_seq`` to SQLite's trigram index.
+
+    One statement per batch: FTS5 writes its pending terms at every statement boundary,
+    so the per-row trigger this replaces wrote one tiny index segment per event.
+    Whoever inserts into ``events`` on SQLite calls this in the same transaction.
+    """
+    tx.conn.execute(
+        text(
+            "INSERT INTO events_fts(rowid, body) "
+            "SELECT seq, resource_name || ' ' || resource_type || ' ' || description "
+            "FROM events WHERE seq BETWEEN :lo AND :hi"
+        ),
+        {"lo": first_seq, "hi": last_seq},
+    )
 
 
 def _allocate_seqs(tx: Tx, n: int) -> list[int]:
@@ -155,11 +250,6 @@ def _allocate_seqs(tx: Tx, n: int) -> list[int]:
         return sorted(int(r[0]) for r in rows)
     top = tx.conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one()
     return list(range(int(top) + 1, int(top) + 1 + n))
-
-
-class _Row:
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
 
 
 def select_by_idempotency(tx: Tx, workspace_id: str, keys: Iterable[str]) -> dict[str, Event]:

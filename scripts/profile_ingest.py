@@ -1,0 +1,304 @@
+"""Measure (and profile) ingestion: service, HTTP route, and the bare-driver floor.
+
+    PYTHONPATH=src python scripts/profile_ingest.py [--events 50000] [--batch 1000]
+        [--database-url URL] [--mode service,http,floor] [--profile service|http]
+        [--server URL]
+
+Each mode loads ``--events`` events, in batches of ``--batch``, into a fresh workspace
+of a freshly migrated database (a temporary SQLite file unless ``--database-url`` names
+a PostgreSQL database, whose tables are emptied first):
+
+- ``service``: ``services.ingest.ingest_events`` in one write transaction per batch,
+  exactly what ``POST /api/events`` runs after parsing the body.
+- ``http``: ``POST /api/events`` through Starlette's TestClient (the whole Python side:
+  JSON parsing, Pydantic, the service, the response) or, with ``--server``, over real
+  HTTP to a running ``activityfeed serve`` (then ``--database-url`` must be its database).
+- ``floor``: the same rows with the bare driver in one transaction per batch:
+  ``executemany`` on SQLite, ``COPY`` on PostgreSQL. The indexes apply, and on SQLite
+  the same one-statement search-index insert the service runs, so the floor does the
+  same storage work with none of our Python.
+
+``--profile MODE`` runs that mode under cProfile and prints the top functions.
+Figures are printed, never asserted: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from activityfeed.config import Settings
+from activityfeed.domain.accounts import Scope
+from activityfeed.domain.events import Action as A
+from activityfeed.domain.events import ResourceType as R
+from activityfeed.domain.events import SourceKind, describe
+from activityfeed.domain.ids import new_id
+from activityfeed.services import accounts, apikeys, workspaces
+from activityfeed.services.ingest import IngestItem, ingest_events
+from activityfeed.store import migrate
+from activityfeed.store.db import Database
+from activityfeed.store.schema import metadata
+
+TYPES = ["training", "dataset", "model", "deployment", "project"]
+ACTIONS = ["created", "updated", "completed", "failed", "deleted"]
+
+
+def body(n: int, now: datetime) -> dict[str, Any]:
+    """One realistic ingestion item (about a quarter carry an idempotency key)."""
+    item: dict[str, Any] = {
+        "resourceType": TYPES[n % len(TYPES)],
+        "action": ACTIONS[(n // 5) % len(ACTIONS)],
+        "resourceId": f"res-{n % 5000}",
+        "resourceName": f"yolo-run-{n % 5000}-experiment",
+        "metadata": {"epoch": n % 100, "accuracy": 0.5 + (n % 50) / 100, "tags": ["a", "b"]},
+        "occurredAt": (now - timedelta(seconds=n)).isoformat(),
+    }
+    if n % 3 == 0:
+        item["description"] = f"Run {n} finished with loss {n % 17}.{n % 10}"
+    if n % 4 == 0:
+        item["idempotencyKey"] = f"k-{n}"
+    return item
+
+
+def fresh_database(url: str | None) -> str:
+    if url is None:
+        path = Path(tempfile.mkdtemp()) / "ingest.db"
+        url = f"sqlite:///{path}"
+        migrate.upgrade(url)
+        return url
+    migrate.upgrade(url)
+    engine = create_engine(Database(url).url)
+    names = ", ".join(t.name for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for t in reversed(metadata.sorted_tables):
+                conn.execute(t.delete())
+    engine.dispose()
+    return url
+
+
+def make_key(db: Database, now: datetime) -> tuple[str, Any]:
+    with db.write() as tx:
+        user = accounts.create_user(
+            tx,
+            email=f"ingest-{new_id()}@example.com",
+            name="Ingest",
+            password="ingest-profile-pass",  # noqa: S106  (throwaway account)
+            now=now,
+        )
+        ws = workspaces.create_workspace(tx, user_id=user.id, name="Ingest", now=now)
+        membership = workspaces.access_workspace(tx, user_id=user.id, workspace_id=ws.id)
+        created = apikeys.create_api_key(
+            tx,
+            user=user,
+            membership=membership,
+            name="profile",
+            scopes=[Scope.EVENTS_WRITE],
+            source=SourceKind.CLI,
+            now=now,
+        )
+    with db.read() as tx:
+        key = apikeys.authenticate_api_key(tx, created.secret, scope=Scope.EVENTS_WRITE)
+    return created.secret, key
+
+
+def batches(total: int, size: int, now: datetime) -> list[list[dict[str, Any]]]:
+    return [[body(n, now) for n in range(s, min(total, s + size))] for s in range(0, total, size)]
+
+
+def run_service(url: str, total: int, size: int) -> float:
+    db = Database(url)
+    now = datetime.now(UTC)
+    _, key = make_key(db, now)
+    work = batches(total, size, now)
+    items = [
+        [
+            IngestItem(
+                resource_type=b["resourceType"],
+                action=b["action"],
+                resource_id=b["resourceId"],
+                resource_name=b["resourceName"],
+                description=b.get("description"),
+                metadata=b["metadata"],
+                occurred_at=datetime.fromisoformat(b["occurredAt"]),
+                idempotency_key=b.get("idempotencyKey"),
+            )
+            for b in batch
+        ]
+        for batch in work
+    ]
+    start = time.perf_counter()
+    for batch_items in items:
+        with db.write() as tx:
+            ingest_events(
+                tx,
+                key=key,
+                items=batch_items,
+                is_batch=True,
+                now=now,
+                max_metadata_bytes=16384,
+            )
+    elapsed = time.perf_counter() - start
+    db.dispose()
+    return total / elapsed
+
+
+def run_http(url: str, total: int, size: int, server: str | None) -> float:
+    db = Database(url)
+    now = datetime.now(UTC)
+    secret, _ = make_key(db, now)
+    payloads = [json.dumps({"events": b}).encode() for b in batches(total, size, now)]
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    if server:
+        db.dispose()
+        start = time.perf_counter()
+        for p in payloads:
+            req = urllib.request.Request(server + "/api/events", data=p, headers=headers)  # noqa: S310
+            with urllib.request.urlopen(req) as resp:  # noqa: S310  (our own server)
+                assert resp.status == 201, resp.status
+                resp.read()
+        return total / (time.perf_counter() - start)
+    from fastapi.testclient import TestClient
+
+    from activityfeed.web import create_app
+
+    app = create_app(Settings(database_url=url, data_dir=Path(tempfile.mkdtemp())), db=db)
+    with TestClient(app) as client:
+        start = time.perf_counter()
+        for p in payloads:
+            r = client.post("/api/events", content=p, headers=headers)
+            assert r.status_code == 201, r.text
+        elapsed = time.perf_counter() - start
+    db.dispose()
+    return total / elapsed
+
+
+def floor_rows(
+    total: int, size: int, ws_id: str, now: datetime, head: int
+) -> list[list[tuple[Any, ...]]]:
+    out = []
+    seq = head
+    for batch in batches(total, size, now):
+        rows = []
+        for b in batch:
+            seq += 1
+            rows.append(
+                (
+                    new_id(),
+                    ws_id,
+                    seq,
+                    b["resourceType"],
+                    b["action"],
+                    b["resourceId"],
+                    b["resourceName"],
+                    b.get("description")
+                    or describe(R(b["resourceType"]), A(b["action"]), b["resourceName"]),
+                    "api_key",
+                    "afk_1234",
+                    b["occurredAt"],
+                    now.isoformat(),
+                    json.dumps(b["metadata"]),
+                    b.get("idempotencyKey"),
+                )
+            )
+        out.append(rows)
+    return out
+
+
+COLS = (
+    "id, workspace_id, ws_ord, resource_type, action, resource_id, resource_name, "
+    "description, source_kind, source_key_prefix, created_at, recorded_at, metadata, "
+    "idempotency_key"
+)
+
+
+FTS_SQL = (
+    "INSERT INTO events_fts(rowid, body) SELECT seq, "
+    "resource_name || ' ' || resource_type || ' ' || description FROM events WHERE seq > ?"
+)
+
+
+def run_floor(url: str, total: int, size: int) -> float:
+    db = Database(url)
+    now = datetime.now(UTC)
+    _, key = make_key(db, now)
+    with db.read() as tx:
+        head = tx.conn.execute(
+            text("SELECT coalesce(max(ws_ord), 0) FROM events WHERE workspace_id = :w"),
+            {"w": key.workspace_id},
+        ).scalar_one()
+    work = floor_rows(total, size, key.workspace_id, now, int(head))
+    raw = db.engine.raw_connection()
+    try:
+        drv: Any = raw.driver_connection
+        start = time.perf_counter()
+        if db.dialect == "postgresql":
+            for rows in work:
+                with drv.cursor() as cur, cur.copy(f"COPY events ({COLS}) FROM STDIN") as copy:
+                    for r in rows:
+                        copy.write_row(r)
+                drv.commit()
+        else:
+            marks = ", ".join("?" * len(COLS.split(",")))
+            sql = f"INSERT INTO events ({COLS}) VALUES ({marks})"  # noqa: S608  (constants)
+            for rows in work:
+                drv.execute("BEGIN IMMEDIATE")
+                top = drv.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                drv.executemany(sql, rows)
+                # The same search-index work the service does (store.events.index_for_search).
+                drv.execute(FTS_SQL, (top,))
+                drv.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    finally:
+        raw.close()
+    db.dispose()
+    return total / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--database-url")
+    ap.add_argument("--mode", default="service,http,floor")
+    ap.add_argument("--profile", choices=["service", "http", "floor"])
+    ap.add_argument("--server", help="base URL of a running server for the http mode")
+    ap.add_argument("--top", type=int, default=35)
+    args = ap.parse_args()
+
+    runners: dict[str, Callable[[str], float]] = {
+        "service": lambda u: run_service(u, args.events, args.batch),
+        "http": lambda u: run_http(u, args.events, args.batch, args.server),
+        "floor": lambda u: run_floor(u, args.events, args.batch),
+    }
+    results: dict[str, float] = {}
+    for mode in args.mode.split(","):
+        url = args.database_url if args.server else fresh_database(args.database_url)
+        if args.profile == mode:
+            prof = cProfile.Profile()
+            results[mode] = prof.runcall(runners[mode], url)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+        else:
+            results[mode] = runners[mode](url)
+        print(f"{mode:8} {results[mode]:>10,.0f} events/s", flush=True)
+    if "floor" in results:
+        for mode in ("service", "http"):
+            if mode in results:
+                print(f"{mode} / floor = {results[mode] / results['floor']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
