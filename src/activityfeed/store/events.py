@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    not_,
     or_,
     select,
     text,
@@ -232,12 +231,64 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
     return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns))
 
 
-def _filtered(
-    tx: Tx, stmt: Select[Any], q: ActivityQuery, marks: Watermarks, *, use_archive: bool = True
+def _exception_seqs(
+    viewer_id: str, workspace_id: str, *, is_archived: bool, above: int | None, upto: int | None
 ) -> Select[Any]:
-    if use_archive:
-        archived = archived_expr(marks)
-        stmt = stmt.where(archived if q.is_archived else not_(archived))
+    """The viewer's archive exceptions saying ``is_archived``, in a ``seq`` range (few rows)."""
+    es = event_states.c
+    stmt = select(es.event_seq).where(
+        es.user_id == viewer_id,
+        es.workspace_id == workspace_id,
+        es.is_archived == is_archived,
+    )
+    if above is not None:
+        stmt = stmt.where(es.event_seq > above)
+    if upto is not None:
+        stmt = stmt.where(es.event_seq <= upto)
+    return stmt
+
+
+def archive_clause(
+    viewer_id: str, workspace_id: str, marks: Watermarks, *, is_archived: bool
+) -> ColumnElement[bool]:
+    """Whether an event is (not) archived for the viewer, without joining ``event_states``.
+
+    The same rule as ``archived_expr`` (exception, else ``seq <= A``), written as the
+    watermark test corrected by the viewer's few exceptions, each set an uncorrelated
+    subquery the database evaluates once. So a count or an OFFSET scan over the feed
+    index reads the index alone: no per-row lookup of the viewer's state.
+    """
+    a = marks.archived_seq
+    seq = events.c.seq
+    if is_archived:
+        # Archived: at or below A unless restored, or above A and archived one by one.
+        below = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
+        above_ = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
+        in_above = seq.in_(above_.scalar_subquery())
+        if a == 0:
+            return in_above
+        return or_(and_(seq <= a, seq.not_in(below.scalar_subquery())), in_above)
+    archived_above = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
+    not_archived_above = seq.not_in(archived_above.scalar_subquery())
+    if a == 0:
+        return not_archived_above
+    restored = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
+    return or_(and_(seq > a, not_archived_above), seq.in_(restored.scalar_subquery()))
+
+
+def _filtered(
+    tx: Tx,
+    stmt: Select[Any],
+    q: ActivityQuery,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+) -> Select[Any]:
+    stmt = stmt.where(
+        visible(viewer_id, workspace_id),
+        archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived),
+    )
     if q.start is not None:
         stmt = stmt.where(events.c.created_at >= q.start)
     if q.end is not None:
@@ -271,7 +322,32 @@ def select_page(
     offset: int = 0,
     after: Cursor | None = None,
 ) -> list[Row]:
-    """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc)."""
+    """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc).
+
+    Two steps ("deferred join"): the page's ``seq`` values come from the feed index
+    alone (the OFFSET rows are skipped there, never fetched), then only those rows are
+    read with the viewer's state.
+    """
+    order = (events.c.created_at.desc(), events.c.seq.desc())
+    keys: Select[Any] = _filtered(
+        tx,
+        select(events.c.seq),
+        q,
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
+    )
+    if after is not None:
+        keys = keys.where(
+            tuple_(events.c.created_at, events.c.seq)
+            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
+        )
+    keys = keys.order_by(*order).limit(limit)
+    if offset:
+        keys = keys.offset(offset)
+    page_seqs = [int(s) for s in tx.conn.execute(keys).scalars()]
+    if not page_seqs:
+        return []
     stmt: Select[Any] = (
         select(
             *_EVENT_COLUMNS,
@@ -279,17 +355,9 @@ def select_page(
             archived_expr(marks).label("is_archived_v"),
         )
         .select_from(_state_join(viewer_id))
-        .where(visible(viewer_id, workspace_id))
+        .where(events.c.seq.in_(page_seqs))
+        .order_by(*order)
     )
-    stmt = _filtered(tx, stmt, q, marks)
-    if after is not None:
-        stmt = stmt.where(
-            tuple_(events.c.created_at, events.c.seq)
-            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
-        )
-    stmt = stmt.order_by(events.c.created_at.desc(), events.c.seq.desc()).limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
     return [
         Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
         for r in tx.conn.execute(stmt)
@@ -327,12 +395,17 @@ def iter_matching(
 def count_matching(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
 ) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(_state_join(viewer_id))
-        .where(visible(viewer_id, workspace_id))
+    """How many events match (exactly), counted over the feed index alone where the
+    filters allow it (see ``archive_clause``)."""
+    stmt = _filtered(
+        tx,
+        select(func.count()).select_from(events),
+        q,
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
     )
-    return int(tx.conn.execute(_filtered(tx, stmt, q, marks)).scalar_one())
+    return int(tx.conn.execute(stmt).scalar_one())
 
 
 def select_visible_seqs(
