@@ -199,11 +199,21 @@ def _escape_like(text_: str) -> str:
     return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: Up to this many trigram matches in all workspaces, a search looks its rows up one by
+#: one; above, it walks the feed index of the workspace's date range instead.
+FTS_PROBE = 2000
+
 _SEARCH_TEXT = events.c.resource_name + " " + events.c.resource_type + " " + events.c.description
 
 
 def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match over name, type and description.
+    """Case-insensitive substring match over name, type and description."""
+    return _search(tx, search)[0]
+
+
+def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
+    """The search condition, and whether the database should drive the query from the
+    (few) matches rather than from the feed index.
 
     SQLite answers from the FTS5 trigram table (a phrase of trigrams is a substring);
     PostgreSQL from the pg_trgm GIN index, which serves ILIKE. Below three characters
@@ -212,10 +222,10 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
     if "\x00" in search:
         # No stored text holds a NUL (ingestion refuses it), and neither database takes
         # one in a query: nothing matches.
-        return false()
+        return false(), False
     pattern = f"%{_escape_like(search)}%"
     if tx.dialect == "postgresql":
-        return _SEARCH_TEXT.ilike(pattern, escape="\\")
+        return _SEARCH_TEXT.ilike(pattern, escape="\\"), False
     if len(search) >= 3:
         phrase = '"' + search.replace('"', '""') + '"'
         fts = (
@@ -223,12 +233,23 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
             .bindparams(phrase=phrase)
             .columns(column("rowid", Integer()))
         )
-        return events.c.seq.in_(fts.scalar_subquery())
+        probe = text(
+            "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH :phrase "
+            "LIMIT :cap)"
+        )
+        matches = tx.conn.execute(probe, {"phrase": phrase, "cap": FTS_PROBE}).scalar_one()
+        if matches < FTS_PROBE:
+            # A rare text: fetch its few rows by primary key.
+            return events.c.seq.in_(fts.scalar_subquery()), True
+        # A common text: its match set, read once into a temporary index, is tested
+        # from the feed index's range (``+ 0`` stops SQLite from instead looking up
+        # every match, in every workspace and year, by primary key).
+        return (events.c.seq + 0).in_(fts.scalar_subquery()), False
     # SQLite's LIKE folds ASCII letters only; spell out the other letters' cases (one or
     # two characters make a handful of patterns).
     cases = [sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1}) for c in search]
     patterns = sorted({f"%{_escape_like(''.join(p))}%" for p in product(*cases)})
-    return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns))
+    return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns)), False
 
 
 def _exception_seqs(
@@ -285,10 +306,17 @@ def _filtered(
     workspace_id: str,
     marks: Watermarks,
 ) -> Select[Any]:
-    stmt = stmt.where(
-        visible(viewer_id, workspace_id),
-        archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived),
-    )
+    matched, by_match = _search(tx, q.search) if q.search else (None, False)
+    if by_match:
+        # ``|| ''`` keeps SQLite off the feed index (which it would walk to skip the
+        # sort), so it looks up the few matches by primary key instead.
+        stmt = stmt.where(
+            events.c.workspace_id.concat("") == workspace_id,
+            or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+        )
+    else:
+        stmt = stmt.where(visible(viewer_id, workspace_id))
+    stmt = stmt.where(archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived))
     if q.start is not None:
         stmt = stmt.where(events.c.created_at >= q.start)
     if q.end is not None:
@@ -297,8 +325,8 @@ def _filtered(
         stmt = stmt.where(events.c.resource_type.in_([t.value for t in q.resource_types]))
     if q.actions:
         stmt = stmt.where(events.c.action.in_([a.value for a in q.actions]))
-    if q.search:
-        stmt = stmt.where(search_clause(tx, q.search))
+    if matched is not None:
+        stmt = stmt.where(matched)
     return stmt
 
 
