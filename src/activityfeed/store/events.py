@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import product
 from typing import Any
 
@@ -40,7 +40,7 @@ from activityfeed.domain.events import (
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.store.db import Tx
-from activityfeed.store.schema import event_states, events
+from activityfeed.store.schema import event_day_counts, event_states, events
 
 _EVENT_COLUMNS = [c for c in events.c if c.name not in ("payload_hash",)]
 
@@ -420,11 +420,132 @@ def iter_matching(
         after = Cursor(created_at=last.created_at, seq=last.seq)
 
 
+#: Up to this many events on one side of the archive watermark are counted one by one.
+SMALL_SIDE = 5000
+
+
+def _day_start(moment: datetime, *, up: bool) -> datetime:
+    floor = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return floor + timedelta(days=1) if up and floor != moment else floor
+
+
+def _in_range(lo: datetime | None, hi: datetime | None) -> list[ColumnElement[bool]]:
+    out = []
+    if lo is not None:
+        out.append(events.c.created_at >= lo)
+    if hi is not None:
+        out.append(events.c.created_at < hi)
+    return out
+
+
+def _count_visible_in(
+    viewer_id: str, workspace_id: str, start: datetime | None, end: datetime | None
+) -> ColumnElement[Any]:
+    """The viewer's visible events created in [start, end), as one SQL expression.
+
+    Whole UTC days come from ``event_day_counts`` (a row per day and owner); only the
+    partial days at the two edges are counted in the feed index.
+    """
+
+    def direct(lo: datetime | None, hi: datetime | None) -> ColumnElement[Any]:
+        return (
+            select(func.count())
+            .select_from(events)
+            .where(visible(viewer_id, workspace_id), *_in_range(lo, hi))
+            .scalar_subquery()
+        )
+
+    first = _day_start(start, up=True) if start is not None else None
+    last = _day_start(end, up=False) if end is not None else None
+    if first is not None and last is not None and first >= last:
+        return direct(start, end)
+    dc = event_day_counts.c
+    days = select(func.coalesce(func.sum(dc.n), 0)).where(
+        dc.workspace_id == workspace_id, dc.private_to.in_(["", viewer_id])
+    )
+    if first is not None:
+        days = days.where(dc.day >= first.strftime("%Y-%m-%d"))
+    if last is not None:
+        days = days.where(dc.day < last.strftime("%Y-%m-%d"))
+    total: ColumnElement[Any] = days.scalar_subquery()
+    if start is not None and first is not None and first != start:
+        total = total + direct(start, first)
+    if end is not None and last is not None and last != end:
+        total = total + direct(last, end)
+    return total
+
+
+def _fast_total(
+    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> int | None:
+    """``total`` without walking the date range, or None when the filters need the walk.
+
+    visible(range) comes from whole-day counts; the Inbox part is the events above the
+    archive watermark A (counted directly on whichever side of A is small), less the
+    exceptions archived above A, plus those restored at or below A, that lie in range.
+    """
+    if q.search or q.resource_types or q.actions:
+        return None
+    a = marks.archived_seq
+    in_range = _in_range(q.start, q.end)
+    vis = visible(viewer_id, workspace_id)
+    all_in = _count_visible_in(viewer_id, workspace_id, q.start, q.end)
+    if a == 0:
+        above: ColumnElement[Any] = all_in
+    else:
+        _, head_ord = select_head(tx, workspace_id)
+        if head_ord - marks.archived_ord <= SMALL_SIDE:
+            above = (
+                select(func.count())
+                .select_from(events)
+                .where(vis, events.c.seq > a, *in_range)
+                .scalar_subquery()
+            )
+        elif marks.archived_ord <= SMALL_SIDE:
+            below = (
+                select(func.count())
+                .select_from(events)
+                .where(vis, events.c.seq <= a, *in_range)
+                .scalar_subquery()
+            )
+            above = all_in - below
+        else:
+            return None
+
+    def exceptions(is_archived: bool, side: ColumnElement[bool]) -> ColumnElement[Any]:
+        es = event_states.c
+        return (
+            select(func.count())
+            .select_from(event_states.join(events, events.c.seq == es.event_seq))
+            .where(
+                es.user_id == viewer_id,
+                es.workspace_id == workspace_id,
+                es.is_archived == is_archived,
+                side,
+                vis,
+                *in_range,
+            )
+            .scalar_subquery()
+        )
+
+    inbox = (
+        above
+        - exceptions(True, event_states.c.event_seq > a)
+        + exceptions(False, event_states.c.event_seq <= a)
+    )
+    value = inbox if not q.is_archived else all_in - inbox
+    return int(tx.conn.execute(select(value)).scalar_one())
+
+
 def count_matching(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
 ) -> int:
-    """How many events match (exactly), counted over the feed index alone where the
-    filters allow it (see ``archive_clause``)."""
+    """How many events match, exactly. Without text/type/action filters, from whole-day
+    counts (``_fast_total``); otherwise over the feed index alone where the filters allow
+    it (see ``archive_clause``)."""
+    fast = _fast_total(tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q)
+    if fast is not None:
+        return fast
     stmt = _filtered(
         tx,
         select(func.count()).select_from(events),

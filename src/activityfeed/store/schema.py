@@ -187,6 +187,17 @@ events = Table(
     Index("ux_events_idempotency", "workspace_id", "idempotency_key", unique=True),
 )
 
+# Events created per workspace, UTC day ("YYYY-MM-DD") and private_to ('' = public),
+# kept by a trigger on events (migration 0005b): the feed's total adds whole days here.
+event_day_counts = Table(
+    "event_day_counts",
+    metadata,
+    Column("workspace_id", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("private_to", String(32), primary_key=True),
+    Column("n", BigInteger(), nullable=False),
+)
+
 viewer_marks = Table(
     "viewer_marks",
     metadata,
