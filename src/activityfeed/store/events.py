@@ -438,20 +438,28 @@ def _in_range(lo: datetime | None, hi: datetime | None) -> list[ColumnElement[bo
     return out
 
 
-def _count_visible_in(
-    viewer_id: str, workspace_id: str, start: datetime | None, end: datetime | None
-) -> ColumnElement[Any]:
+def _kinds(q: ActivityQuery, table: Any) -> list[ColumnElement[bool]]:
+    out = []
+    if q.resource_types:
+        out.append(table.c.resource_type.in_([t.value for t in q.resource_types]))
+    if q.actions:
+        out.append(table.c.action.in_([a.value for a in q.actions]))
+    return out
+
+
+def _count_visible_in(viewer_id: str, workspace_id: str, q: ActivityQuery) -> ColumnElement[Any]:
     """The viewer's visible events created in [start, end), as one SQL expression.
 
-    Whole UTC days come from ``event_day_counts`` (a row per day and owner); only the
-    partial days at the two edges are counted in the feed index.
+    Whole UTC days come from ``event_day_counts`` (a row per day, owner, type and
+    action); only the partial days at the two edges are counted in the feed index.
     """
+    start, end = q.start, q.end
 
     def direct(lo: datetime | None, hi: datetime | None) -> ColumnElement[Any]:
         return (
             select(func.count())
             .select_from(events)
-            .where(visible(viewer_id, workspace_id), *_in_range(lo, hi))
+            .where(visible(viewer_id, workspace_id), *_in_range(lo, hi), *_kinds(q, events))
             .scalar_subquery()
         )
 
@@ -461,7 +469,9 @@ def _count_visible_in(
         return direct(start, end)
     dc = event_day_counts.c
     days = select(func.coalesce(func.sum(dc.n), 0)).where(
-        dc.workspace_id == workspace_id, dc.private_to.in_(["", viewer_id])
+        dc.workspace_id == workspace_id,
+        dc.private_to.in_(["", viewer_id]),
+        *_kinds(q, event_day_counts),
     )
     if first is not None:
         days = days.where(dc.day >= first.strftime("%Y-%m-%d"))
@@ -484,12 +494,12 @@ def _fast_total(
     archive watermark A (counted directly on whichever side of A is small), less the
     exceptions archived above A, plus those restored at or below A, that lie in range.
     """
-    if q.search or q.resource_types or q.actions:
+    if q.search:
         return None
     a = marks.archived_seq
-    in_range = _in_range(q.start, q.end)
+    in_range = [*_in_range(q.start, q.end), *_kinds(q, events)]
     vis = visible(viewer_id, workspace_id)
-    all_in = _count_visible_in(viewer_id, workspace_id, q.start, q.end)
+    all_in = _count_visible_in(viewer_id, workspace_id, q)
     if a == 0:
         above: ColumnElement[Any] = all_in
     else:
@@ -540,7 +550,7 @@ def _fast_total(
 def count_matching(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
 ) -> int:
-    """How many events match, exactly. Without text/type/action filters, from whole-day
+    """How many events match, exactly. Without a text search, from whole-day
     counts (``_fast_total``); otherwise over the feed index alone where the filters allow
     it (see ``archive_clause``)."""
     fast = _fast_total(tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q)
