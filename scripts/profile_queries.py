@@ -181,9 +181,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--explain", action="store_true")
     ap.add_argument("--only", default="")
-    ap.add_argument("--archive", action="store_true", help="archive all, then restore a few")
+    ap.add_argument("--archive", action="store_true", help="archive all first")
+    ap.add_argument("--no-migrate", action="store_true", help="(to time older code)")
     args = ap.parse_args()
-    migrate.upgrade(args.database_url)
+    if not args.no_migrate:
+        migrate.upgrade(args.database_url)
     db = Database(args.database_url)
     with db.read() as tx:
         exists = tx.conn.execute(select(users.c.id).where(users.c.email == EMAIL)).first()
