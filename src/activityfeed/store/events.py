@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
 )
 
 from activityfeed.domain.events import (
@@ -297,6 +298,39 @@ def archive_clause(
     return or_(and_(seq > a, not_archived_above), seq.in_(restored.scalar_subquery()))
 
 
+def _seqs_of(workspace_id: str, side: ColumnElement[bool]) -> Select[Any]:
+    return select(events.c.seq).where(events.c.workspace_id == workspace_id, side)
+
+
+def _few_candidates(
+    tx: Tx, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> Any:
+    """A small set of ``seq`` that holds every row of the tab, or None when it would be large.
+
+    Right after "Archive all" the Inbox is the few events above the watermark A (plus
+    restored ones); a viewer who never archived in bulk has an Archive of exceptions
+    only. Driving the query from such a set (the arrival index, primary-key look-ups)
+    beats walking the whole date range of the feed index to find next to nothing.
+    """
+    a = marks.archived_seq
+    if q.is_archived and a == 0:
+        return _exception_seqs(viewer_id, workspace_id, is_archived=True, above=0, upto=None)
+    if a == 0:
+        return None
+    _, head_ord = select_head(tx, workspace_id)
+    if not q.is_archived and head_ord - marks.archived_ord <= SMALL_SIDE:
+        return union_all(
+            _seqs_of(workspace_id, events.c.seq > a),
+            _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a),
+        )
+    if q.is_archived and marks.archived_ord <= SMALL_SIDE:
+        return union_all(
+            _seqs_of(workspace_id, events.c.seq <= a),
+            _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None),
+        )
+    return None
+
+
 def _filtered(
     tx: Tx,
     stmt: Select[Any],
@@ -307,13 +341,16 @@ def _filtered(
     marks: Watermarks,
 ) -> Select[Any]:
     matched, by_match = _search(tx, q.search) if q.search else (None, False)
-    if by_match:
+    driver = None if by_match else _few_candidates(tx, viewer_id, workspace_id, marks, q)
+    if by_match or driver is not None:
         # ``|| ''`` keeps SQLite off the feed index (which it would walk to skip the
-        # sort), so it looks up the few matches by primary key instead.
+        # sort), so it looks up the few matches or candidates by primary key instead.
         stmt = stmt.where(
             events.c.workspace_id.concat("") == workspace_id,
             or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
         )
+        if driver is not None:
+            stmt = stmt.where(events.c.seq.in_(driver))
     else:
         stmt = stmt.where(visible(viewer_id, workspace_id))
     stmt = stmt.where(archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived))
@@ -505,17 +542,26 @@ def _fast_total(
     else:
         _, head_ord = select_head(tx, workspace_id)
         if head_ord - marks.archived_ord <= SMALL_SIDE:
+            # Driven from the arrival index (``seq IN``), not by walking the range.
             above = (
                 select(func.count())
                 .select_from(events)
-                .where(vis, events.c.seq > a, *in_range)
+                .where(
+                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq > a)),
+                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+                    *in_range,
+                )
                 .scalar_subquery()
             )
         elif marks.archived_ord <= SMALL_SIDE:
             below = (
                 select(func.count())
                 .select_from(events)
-                .where(vis, events.c.seq <= a, *in_range)
+                .where(
+                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq <= a)),
+                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+                    *in_range,
+                )
                 .scalar_subquery()
             )
             above = all_in - below
