@@ -8,8 +8,9 @@ Create Date: 2026-11-26 01:10:00
 events), resource type and action, how many events were created. A trigger on
 ``events`` keeps it (per row on SQLite; per statement, from the transition table, on
 PostgreSQL), so every insert path (the service, a bulk load, ``COPY``) keeps it right;
-events are never updated or deleted. The feed's ``total`` adds whole days from here and
-counts only the two partial days at the range's edges in the feed index.
+events are never updated or deleted (a TRUNCATE of ``events`` on PostgreSQL empties the
+counts too). The feed's ``total`` adds whole days from here and counts only the two
+partial days at the range's edges in the feed index.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def upgrade() -> None:
             "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
             "EXECUTE FUNCTION events_day_count()"
         )
+        # A TRUNCATE of events (test fixtures, an operator's reset) empties the counts too.
+        op.execute(
+            "CREATE FUNCTION events_day_count_truncate() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN DELETE FROM event_day_counts; RETURN NULL; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER events_day_count_truncate AFTER TRUNCATE ON events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION events_day_count_truncate()"
+        )
         op.execute(INSERT + _grouped(PG_DAY, "events"))
 
 
@@ -82,6 +92,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS events_day_count ON events")
         op.execute("DROP FUNCTION IF EXISTS events_day_count()")
+        op.execute("DROP TRIGGER IF EXISTS events_day_count_truncate ON events")
+        op.execute("DROP FUNCTION IF EXISTS events_day_count_truncate()")
     else:
         op.execute("DROP TRIGGER IF EXISTS events_day_count")
     op.drop_table("event_day_counts")
