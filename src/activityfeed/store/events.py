@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import product
 from typing import Any
 
@@ -21,11 +21,11 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    not_,
     or_,
     select,
     text,
     tuple_,
+    union_all,
 )
 from sqlalchemy.engine import Dialect
 
@@ -41,7 +41,7 @@ from activityfeed.domain.events import (
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.store.db import Tx
-from activityfeed.store.schema import event_states, events
+from activityfeed.store.schema import event_day_counts, event_states, events
 
 _EVENT_COLUMNS = [c for c in events.c if c.name not in ("payload_hash",)]
 
@@ -290,11 +290,21 @@ def _escape_like(text_: str) -> str:
     return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: Up to this many trigram matches in all workspaces, a search looks its rows up one by
+#: one; above, it walks the feed index of the workspace's date range instead.
+FTS_PROBE = 2000
+
 _SEARCH_TEXT = events.c.resource_name + " " + events.c.resource_type + " " + events.c.description
 
 
 def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match over name, type and description.
+    """Case-insensitive substring match over name, type and description."""
+    return _search(tx, search)[0]
+
+
+def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
+    """The search condition, and whether the database should drive the query from the
+    (few) matches rather than from the feed index.
 
     SQLite answers from the FTS5 trigram table (a phrase of trigrams is a substring);
     PostgreSQL from the pg_trgm GIN index, which serves ILIKE. Below three characters
@@ -303,10 +313,10 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
     if "\x00" in search:
         # No stored text holds a NUL (ingestion refuses it), and neither database takes
         # one in a query: nothing matches.
-        return false()
+        return false(), False
     pattern = f"%{_escape_like(search)}%"
     if tx.dialect == "postgresql":
-        return _SEARCH_TEXT.ilike(pattern, escape="\\")
+        return _SEARCH_TEXT.ilike(pattern, escape="\\"), False
     if len(search) >= 3:
         phrase = '"' + search.replace('"', '""') + '"'
         fts = (
@@ -314,20 +324,126 @@ def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
             .bindparams(phrase=phrase)
             .columns(column("rowid", Integer()))
         )
-        return events.c.seq.in_(fts.scalar_subquery())
+        probe = text(
+            "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH :phrase "
+            "LIMIT :cap)"
+        )
+        matches = tx.conn.execute(probe, {"phrase": phrase, "cap": FTS_PROBE}).scalar_one()
+        if matches < FTS_PROBE:
+            # A rare text: fetch its few rows by primary key.
+            return events.c.seq.in_(fts.scalar_subquery()), True
+        # A common text: its match set, read once into a temporary index, is tested
+        # from the feed index's range (``+ 0`` stops SQLite from instead looking up
+        # every match, in every workspace and year, by primary key).
+        return (events.c.seq + 0).in_(fts.scalar_subquery()), False
     # SQLite's LIKE folds ASCII letters only; spell out the other letters' cases (one or
     # two characters make a handful of patterns).
     cases = [sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1}) for c in search]
     patterns = sorted({f"%{_escape_like(''.join(p))}%" for p in product(*cases)})
-    return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns))
+    return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns)), False
+
+
+def _exception_seqs(
+    viewer_id: str, workspace_id: str, *, is_archived: bool, above: int | None, upto: int | None
+) -> Select[Any]:
+    """The viewer's archive exceptions saying ``is_archived``, in a ``seq`` range (few rows)."""
+    es = event_states.c
+    stmt = select(es.event_seq).where(
+        es.user_id == viewer_id,
+        es.workspace_id == workspace_id,
+        es.is_archived == is_archived,
+    )
+    if above is not None:
+        stmt = stmt.where(es.event_seq > above)
+    if upto is not None:
+        stmt = stmt.where(es.event_seq <= upto)
+    return stmt
+
+
+def archive_clause(
+    viewer_id: str, workspace_id: str, marks: Watermarks, *, is_archived: bool
+) -> ColumnElement[bool]:
+    """Whether an event is (not) archived for the viewer, without joining ``event_states``.
+
+    The same rule as ``archived_expr`` (exception, else ``seq <= A``), written as the
+    watermark test corrected by the viewer's few exceptions, each set an uncorrelated
+    subquery the database evaluates once. So a count or an OFFSET scan over the feed
+    index reads the index alone: no per-row lookup of the viewer's state.
+    """
+    a = marks.archived_seq
+    seq = events.c.seq
+    if is_archived:
+        # Archived: at or below A unless restored, or above A and archived one by one.
+        below = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
+        above_ = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
+        in_above = seq.in_(above_.scalar_subquery())
+        if a == 0:
+            return in_above
+        return or_(and_(seq <= a, seq.not_in(below.scalar_subquery())), in_above)
+    archived_above = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
+    not_archived_above = seq.not_in(archived_above.scalar_subquery())
+    if a == 0:
+        return not_archived_above
+    restored = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
+    return or_(and_(seq > a, not_archived_above), seq.in_(restored.scalar_subquery()))
+
+
+def _seqs_of(workspace_id: str, side: ColumnElement[bool]) -> Select[Any]:
+    return select(events.c.seq).where(events.c.workspace_id == workspace_id, side)
+
+
+def _few_candidates(
+    tx: Tx, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> Any:
+    """A small set of ``seq`` that holds every row of the tab, or None when it would be large.
+
+    Right after "Archive all" the Inbox is the few events above the watermark A (plus
+    restored ones); a viewer who never archived in bulk has an Archive of exceptions
+    only. Driving the query from such a set (the arrival index, primary-key look-ups)
+    beats walking the whole date range of the feed index to find next to nothing.
+    """
+    a = marks.archived_seq
+    if q.is_archived and a == 0:
+        return _exception_seqs(viewer_id, workspace_id, is_archived=True, above=0, upto=None)
+    if a == 0:
+        return None
+    _, head_ord = select_head(tx, workspace_id)
+    if not q.is_archived and head_ord - marks.archived_ord <= SMALL_SIDE:
+        return union_all(
+            _seqs_of(workspace_id, events.c.seq > a),
+            _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a),
+        )
+    if q.is_archived and marks.archived_ord <= SMALL_SIDE:
+        return union_all(
+            _seqs_of(workspace_id, events.c.seq <= a),
+            _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None),
+        )
+    return None
 
 
 def _filtered(
-    tx: Tx, stmt: Select[Any], q: ActivityQuery, marks: Watermarks, *, use_archive: bool = True
+    tx: Tx,
+    stmt: Select[Any],
+    q: ActivityQuery,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
 ) -> Select[Any]:
-    if use_archive:
-        archived = archived_expr(marks)
-        stmt = stmt.where(archived if q.is_archived else not_(archived))
+    matched, by_match = _search(tx, q.search) if q.search else (None, False)
+    driver = None if by_match else _few_candidates(tx, viewer_id, workspace_id, marks, q)
+    if by_match or driver is not None:
+        # ``|| ''`` keeps SQLite off the feed index (which it would walk to skip the
+        # sort), so it looks up the few matches or candidates by primary key instead.
+        stmt = stmt.where(
+            events.c.workspace_id.concat("") == workspace_id,
+            or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+        )
+        if driver is not None:
+            stmt = stmt.where(events.c.seq.in_(driver))
+    else:
+        stmt = stmt.where(visible(viewer_id, workspace_id))
+    stmt = stmt.where(archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived))
     if q.start is not None:
         stmt = stmt.where(events.c.created_at >= q.start)
     if q.end is not None:
@@ -336,8 +452,8 @@ def _filtered(
         stmt = stmt.where(events.c.resource_type.in_([t.value for t in q.resource_types]))
     if q.actions:
         stmt = stmt.where(events.c.action.in_([a.value for a in q.actions]))
-    if q.search:
-        stmt = stmt.where(search_clause(tx, q.search))
+    if matched is not None:
+        stmt = stmt.where(matched)
     return stmt
 
 
@@ -361,7 +477,32 @@ def select_page(
     offset: int = 0,
     after: Cursor | None = None,
 ) -> list[Row]:
-    """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc)."""
+    """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc).
+
+    Two steps ("deferred join"): the page's ``seq`` values come from the feed index
+    alone (the OFFSET rows are skipped there, never fetched), then only those rows are
+    read with the viewer's state.
+    """
+    order = (events.c.created_at.desc(), events.c.seq.desc())
+    keys: Select[Any] = _filtered(
+        tx,
+        select(events.c.seq),
+        q,
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
+    )
+    if after is not None:
+        keys = keys.where(
+            tuple_(events.c.created_at, events.c.seq)
+            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
+        )
+    keys = keys.order_by(*order).limit(limit)
+    if offset:
+        keys = keys.offset(offset)
+    page_seqs = [int(s) for s in tx.conn.execute(keys).scalars()]
+    if not page_seqs:
+        return []
     stmt: Select[Any] = (
         select(
             *_EVENT_COLUMNS,
@@ -369,17 +510,9 @@ def select_page(
             archived_expr(marks).label("is_archived_v"),
         )
         .select_from(_state_join(viewer_id))
-        .where(visible(viewer_id, workspace_id))
+        .where(events.c.seq.in_(page_seqs))
+        .order_by(*order)
     )
-    stmt = _filtered(tx, stmt, q, marks)
-    if after is not None:
-        stmt = stmt.where(
-            tuple_(events.c.created_at, events.c.seq)
-            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
-        )
-    stmt = stmt.order_by(events.c.created_at.desc(), events.c.seq.desc()).limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
     return [
         Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
         for r in tx.conn.execute(stmt)
@@ -414,15 +547,160 @@ def iter_matching(
         after = Cursor(created_at=last.created_at, seq=last.seq)
 
 
+#: Up to this many events on one side of the archive watermark are counted one by one.
+SMALL_SIDE = 5000
+
+
+def _day_start(moment: datetime, *, up: bool) -> datetime:
+    floor = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return floor + timedelta(days=1) if up and floor != moment else floor
+
+
+def _in_range(lo: datetime | None, hi: datetime | None) -> list[ColumnElement[bool]]:
+    out = []
+    if lo is not None:
+        out.append(events.c.created_at >= lo)
+    if hi is not None:
+        out.append(events.c.created_at < hi)
+    return out
+
+
+def _kinds(q: ActivityQuery, table: Any) -> list[ColumnElement[bool]]:
+    out = []
+    if q.resource_types:
+        out.append(table.c.resource_type.in_([t.value for t in q.resource_types]))
+    if q.actions:
+        out.append(table.c.action.in_([a.value for a in q.actions]))
+    return out
+
+
+def _count_visible_in(viewer_id: str, workspace_id: str, q: ActivityQuery) -> ColumnElement[Any]:
+    """The viewer's visible events created in [start, end), as one SQL expression.
+
+    Whole UTC days come from ``event_day_counts`` (a row per day, owner, type and
+    action); only the partial days at the two edges are counted in the feed index.
+    """
+    start, end = q.start, q.end
+
+    def direct(lo: datetime | None, hi: datetime | None) -> ColumnElement[Any]:
+        return (
+            select(func.count())
+            .select_from(events)
+            .where(visible(viewer_id, workspace_id), *_in_range(lo, hi), *_kinds(q, events))
+            .scalar_subquery()
+        )
+
+    first = _day_start(start, up=True) if start is not None else None
+    last = _day_start(end, up=False) if end is not None else None
+    if first is not None and last is not None and first >= last:
+        return direct(start, end)
+    dc = event_day_counts.c
+    days = select(func.coalesce(func.sum(dc.n), 0)).where(
+        dc.workspace_id == workspace_id,
+        dc.private_to.in_(["", viewer_id]),
+        *_kinds(q, event_day_counts),
+    )
+    if first is not None:
+        days = days.where(dc.day >= first.strftime("%Y-%m-%d"))
+    if last is not None:
+        days = days.where(dc.day < last.strftime("%Y-%m-%d"))
+    total: ColumnElement[Any] = days.scalar_subquery()
+    if start is not None and first is not None and first != start:
+        total = total + direct(start, first)
+    if end is not None and last is not None and last != end:
+        total = total + direct(last, end)
+    return total
+
+
+def _fast_total(
+    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> int | None:
+    """``total`` without walking the date range, or None when the filters need the walk.
+
+    visible(range) comes from whole-day counts; the Inbox part is the events above the
+    archive watermark A (counted directly on whichever side of A is small), less the
+    exceptions archived above A, plus those restored at or below A, that lie in range.
+    """
+    if q.search:
+        return None
+    a = marks.archived_seq
+    in_range = [*_in_range(q.start, q.end), *_kinds(q, events)]
+    vis = visible(viewer_id, workspace_id)
+    all_in = _count_visible_in(viewer_id, workspace_id, q)
+    if a == 0:
+        above: ColumnElement[Any] = all_in
+    else:
+        _, head_ord = select_head(tx, workspace_id)
+        if head_ord - marks.archived_ord <= SMALL_SIDE:
+            # Driven from the arrival index (``seq IN``), not by walking the range.
+            above = (
+                select(func.count())
+                .select_from(events)
+                .where(
+                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq > a)),
+                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+                    *in_range,
+                )
+                .scalar_subquery()
+            )
+        elif marks.archived_ord <= SMALL_SIDE:
+            below = (
+                select(func.count())
+                .select_from(events)
+                .where(
+                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq <= a)),
+                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
+                    *in_range,
+                )
+                .scalar_subquery()
+            )
+            above = all_in - below
+        else:
+            return None
+
+    def exceptions(is_archived: bool, side: ColumnElement[bool]) -> ColumnElement[Any]:
+        es = event_states.c
+        return (
+            select(func.count())
+            .select_from(event_states.join(events, events.c.seq == es.event_seq))
+            .where(
+                es.user_id == viewer_id,
+                es.workspace_id == workspace_id,
+                es.is_archived == is_archived,
+                side,
+                vis,
+                *in_range,
+            )
+            .scalar_subquery()
+        )
+
+    inbox = (
+        above
+        - exceptions(True, event_states.c.event_seq > a)
+        + exceptions(False, event_states.c.event_seq <= a)
+    )
+    value = inbox if not q.is_archived else all_in - inbox
+    return int(tx.conn.execute(select(value)).scalar_one())
+
+
 def count_matching(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
 ) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(_state_join(viewer_id))
-        .where(visible(viewer_id, workspace_id))
+    """How many events match, exactly. Without a text search, from whole-day
+    counts (``_fast_total``); otherwise over the feed index alone where the filters allow
+    it (see ``archive_clause``)."""
+    fast = _fast_total(tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q)
+    if fast is not None:
+        return fast
+    stmt = _filtered(
+        tx,
+        select(func.count()).select_from(events),
+        q,
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
     )
-    return int(tx.conn.execute(_filtered(tx, stmt, q, marks)).scalar_one())
+    return int(tx.conn.execute(stmt).scalar_one())
 
 
 def select_visible_seqs(

@@ -187,6 +187,20 @@ events = Table(
     Index("ux_events_idempotency", "workspace_id", "idempotency_key", unique=True),
 )
 
+# Events created per workspace, UTC day ("YYYY-MM-DD"), private_to ('' = public), type
+# and action,
+# kept by a trigger on events (migration 0006): the feed's total adds whole days here.
+event_day_counts = Table(
+    "event_day_counts",
+    metadata,
+    Column("workspace_id", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("private_to", String(32), primary_key=True),
+    Column("resource_type", String(16), primary_key=True),
+    Column("action", String(16), primary_key=True),
+    Column("n", BigInteger(), nullable=False),
+)
+
 viewer_marks = Table(
     "viewer_marks",
     metadata,
