@@ -162,7 +162,7 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
     # and SQLAlchemy's per-row parameter processing cost more than the insert itself.
     tx.conn.exec_driver_sql(sql, params)
     if tx.dialect == "sqlite":
-        index_for_search(tx, seqs[0], seqs[-1])
+        index_batch(tx, seqs[0], seqs[-1])
     return out
 
 
@@ -213,6 +213,27 @@ def _insert_plan(
         )
         plan = _plans[dialect.name] = (sql, (procs[0], procs[1]))
     return plan
+
+
+def index_batch(tx: Tx, first_seq: int, last_seq: int) -> None:
+    """SQLite: what triggers do on PostgreSQL, for the events with ``first_seq <= seq <=
+    last_seq``, one statement each: the trigram search index and the per-day counts.
+
+    Whoever inserts into ``events`` on SQLite calls this in the same transaction.
+    """
+    index_for_search(tx, first_seq, last_seq)
+    tx.conn.execute(
+        text(
+            "INSERT INTO event_day_counts"
+            "(workspace_id, day, private_to, resource_type, action, n) "
+            "SELECT workspace_id, substr(created_at, 1, 10), coalesce(private_to, ''), "
+            "resource_type, action, count(*) FROM events WHERE seq BETWEEN :lo AND :hi "
+            "GROUP BY 1, 2, 3, 4, 5 "
+            "ON CONFLICT(workspace_id, day, private_to, resource_type, action) "
+            "DO UPDATE SET n = n + excluded.n"
+        ),
+        {"lo": first_seq, "hi": last_seq},
+    )
 
 
 def index_for_search(tx: Tx, first_seq: int, last_seq: int) -> None:
