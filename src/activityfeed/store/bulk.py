@@ -117,7 +117,7 @@ def create_scratch(tx: Tx) -> str:
     )
     # Constant names only, no input.
     trigger = (
-        f"CREATE TRIGGER {SCRATCH}_fts_insert AFTER INSERT ON {SCRATCH} BEGIN "
+        f"CREATE TRIGGER {SCRATCH}_fts_insert AFTER INSERT ON {SCRATCH} BEGIN "  # noqa: S608
         f"INSERT INTO {SCRATCH}_fts(rowid, body) VALUES (new.seq, "
         "new.resource_name || ' ' || new.resource_type || ' ' || new.description); END"
     )
