@@ -24,6 +24,7 @@ from activityfeed.store.db import Tx
 from activityfeed.store.schema import events
 
 SCRATCH = "bench_floor_events"
+LOAD_CACHE_KB = 256 * 1024
 
 #: Columns a bulk row carries (``seq`` and ``ws_ord`` are assigned here).
 ROW_COLUMNS = (
@@ -70,6 +71,10 @@ def append_events(tx: Tx, workspace_id: str, rows: Sequence[dict[str, Any]]) -> 
     current head and inserts them with one executemany. Returns the new head ``ws_ord``.
     """
     account_store.lock_workspace(tx, workspace_id, exclusive=True)
+    if tx.dialect == "sqlite":
+        # The indexes of a long history do not fit SQLite's default 2 MB page cache;
+        # a bigger one for this connection keeps their upper levels in memory.
+        tx.conn.exec_driver_sql(f"PRAGMA cache_size = -{LOAD_CACHE_KB}")
     _, head_ord = event_store.select_head(tx, workspace_id)
     if not rows:
         return head_ord
