@@ -38,6 +38,7 @@ from activityfeed.cli.common import console, err_console
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import Membership, Scope
 from activityfeed.domain.events import Actor, SourceKind
+from activityfeed.domain.ids import new_id
 from activityfeed.domain.query import Cursor, parse_activity_query
 from activityfeed.domain.state import Watermarks
 from activityfeed.services import accounts, activity, apikeys, export, workspaces
@@ -49,7 +50,9 @@ from activityfeed.services.bench_history import (
 )
 from activityfeed.services.ingest import IngestItem, ingest_events
 from activityfeed.services.simulation import Cast, history, to_ingestion
+from activityfeed.store import accounts as account_store
 from activityfeed.store import bulk, migrate
+from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
 
@@ -218,8 +221,6 @@ def _reset_marks(ctx: Ctx, workspace_id: str, *, seen: bool = True, archived: bo
     with ctx.db.write() as tx:
         marks = state_store.select_marks(tx, user_id=ctx.world.user_id, workspace_id=workspace_id)
         if seen:
-            from activityfeed.store import events as event_store
-
             _, head_ord = event_store.select_head(tx, workspace_id)
             half = max(1, head_ord // 2)
             seq = bulk.select_seq_at(tx, workspace_id, half) or 0
@@ -478,9 +479,6 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
     w = ctx.world
     membership = _membership(ctx, w.ingest_id)
     with ctx.db.write() as tx:
-        user = accounts.memberships(tx, w.user_id)  # warms the connection pool
-        from activityfeed.store import accounts as account_store
-
         me = account_store.select_user(tx, w.user_id)
         assert me is not None
         created = apikeys.create_api_key(
@@ -492,7 +490,6 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
             source=SourceKind.CLI,
             now=ctx.now,
         )
-    del user
     plan = _ingest_batches(ctx, batches)
     items = [[_item(b) for b in batch] for batch in plan]
     todo = iter(items)
@@ -521,8 +518,6 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
     is_pg = ctx.db.dialect == "postgresql"
 
     def tuples(batch: list[IngestItem]) -> list[tuple[Any, ...]]:
-        from activityfeed.domain.ids import new_id
-
         now = datetime.now(UTC)
         rows = []
         for item in batch:
