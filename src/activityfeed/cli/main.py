@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from activityfeed.cli import accounts, db, demo, export, serve, simulate, trash
+from activityfeed.cli import accounts, bench, db, demo, export, serve, simulate, trash
 
 app = typer.Typer(
     help="Activity Feed: see and triage everything that happens in your workspaces.",
@@ -20,6 +20,7 @@ app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.command("purge-trash")(trash.purge_trash)
 app.command("export")(export.export)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

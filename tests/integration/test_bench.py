@@ -1,0 +1,111 @@
+"""``activityfeed bench`` runs end to end on a small history, on both databases, and its
+loader keeps the events table's invariants. Never asserts wall-clock times."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from activityfeed.cli.bench import OPERATIONS
+from activityfeed.cli.main import app
+from activityfeed.domain.query import ActivityQuery
+from activityfeed.services import activity, workspaces
+from activityfeed.services.bench_history import OTHER_WORKSPACES, ensure_world
+from activityfeed.store.db import Database
+from activityfeed.store.schema import events
+
+runner = CliRunner()
+
+
+def test_bench_reports_every_operation(database_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--events", "2000",
+            "--others-factor", "1",
+            "--streams", "20",
+            "--reps", "10",
+            "--budget", "1",
+            "--ingest-batches", "2",
+            "--http-seconds", "1",
+            "--database-url", database_url,
+            "--json", str(out),
+            "--markdown", str(md),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    ops = report["operations"]
+    assert set(ops) == set(OPERATIONS)
+    for name, s in ops.items():
+        assert s["reps"] >= 2, name
+        assert 0 <= s["min_ms"] <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], name
+    for name in ("ingest_service", "ingest_floor", "ingest_http", "export", "mark_1000_seen"):
+        assert ops[name]["per_s"] > 0, name
+    assert ops["ingest_service"]["floor_ratio"] > 0
+    assert ops["inbox_first_page"]["total"] > 0
+    assert ops["search_name"]["total"] > 0
+    assert ops["search_word"]["total"] > 0
+    assert ops["sse_fanout"]["missed"] == 0
+    assert ops["sse_fanout"]["reps"] == 20 * 3
+    assert ops["http_activity"]["errors"] == 0
+    assert ops["http_activity"]["requests_per_s"] > 0
+    assert ops["export"]["events"] >= 2000
+    assert ops["export"]["peak_memory_growth_mb"] >= 0
+    meta = report["meta"]
+    assert meta["events"] == 2000
+    assert meta["other_workspaces"] == OTHER_WORKSPACES
+    assert meta["machine"]["cpus"] >= 1
+    assert meta["server_memory"]["worker_rss_mb_max"] > 0
+    text = md.read_text()
+    assert all(f"| {name} |" in text for name in OPERATIONS)
+
+
+def test_loader_keeps_the_invariants_and_is_reused(database_url: str) -> None:
+    db = Database(database_url)
+    now = datetime.now(UTC)
+    try:
+        world = ensure_world(db, events=1500, others_factor=1, now=now)
+        assert not world.reused
+        assert len(world.other_ids) == OTHER_WORKSPACES
+        with db.read() as tx:
+            for wid in (world.team_id, world.other_ids[0]):
+                rows = tx.conn.execute(
+                    select(events.c.seq, events.c.ws_ord)
+                    .where(events.c.workspace_id == wid)
+                    .order_by(events.c.seq)
+                ).all()
+                # Dense 1..n in seq order.
+                assert [r.ws_ord for r in rows] == list(range(1, len(rows) + 1))
+            assert (
+                tx.conn.execute(
+                    select(func.count()).where(events.c.workspace_id == world.team_id)
+                ).scalar_one()
+                == 1500
+            )
+            membership = workspaces.access_workspace(
+                tx, user_id=world.user_id, workspace_id=world.team_id
+            )
+            # Searchable (the FTS table / trigram index is fed) and visible to the user.
+            page = activity.list_activity(
+                tx,
+                viewer_id=world.user_id,
+                membership=membership,
+                q=ActivityQuery(search="wildlife"),
+                now=now,
+                undo_window=timedelta(hours=1),
+            )
+            assert page.total > 0
+            assert all("wildlife" in v.event.resource_name for v in page.events)
+        again = ensure_world(db, events=1500, others_factor=1, now=now)
+        assert again.reused
+        assert again.team_id == world.team_id
+    finally:
+        db.dispose()
