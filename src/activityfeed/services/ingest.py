@@ -23,6 +23,7 @@ from activityfeed.domain.events import (
     SourceKind,
 )
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.accounts import is_storable
 from activityfeed.services.events import record_events
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as store
@@ -102,25 +103,13 @@ def _check_json(value: Any, where: str, *, max_depth: int) -> None:
             )
         if isinstance(item, dict):
             for k, v in item.items():
-                if not _is_clean_text(k):
+                if not is_storable(k):
                     _check_text(k, where)
                 stack.append((v, level + 1))
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
-        elif isinstance(item, str) and not _is_clean_text(item):
+        elif isinstance(item, str) and not is_storable(item):
             _check_text(item, where)
-
-
-def _is_clean_text(text: str) -> bool:
-    """True for text every database stores: no NUL, no lone surrogate (the common case,
-    answered without building the error's field name)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_text(text: str, where: str) -> None:
@@ -197,7 +186,7 @@ def _draft(
         ("description", item.description),
         ("idempotencyKey", item.idempotency_key),
     ):
-        if text is not None and not _is_clean_text(text):
+        if text is not None and not is_storable(text):
             _check_text(text, _where(index, name))
     if item.occurred_at is not None:
         if item.occurred_at < now - MAX_PAST:

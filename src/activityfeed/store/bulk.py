@@ -27,26 +27,7 @@ SCRATCH = "bench_floor_events"
 LOAD_CACHE_KB = 256 * 1024
 
 #: Columns a bulk row carries (``seq`` and ``ws_ord`` are assigned here).
-ROW_COLUMNS = (
-    "id",
-    "workspace_id",
-    "resource_type",
-    "action",
-    "resource_id",
-    "resource_name",
-    "description",
-    "actor_id",
-    "actor_name",
-    "actor_email",
-    "source_kind",
-    "source_key_prefix",
-    "created_at",
-    "recorded_at",
-    "metadata",
-    "private_to",
-    "idempotency_key",
-    "payload_hash",
-)
+ROW_COLUMNS = tuple(c for c in event_store.INSERT_COLUMNS if c not in ("seq", "ws_ord"))
 
 
 def _next_seqs(tx: Tx, n: int) -> list[int]:

@@ -166,7 +166,8 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
     return out
 
 
-_INSERT_COLUMNS = (
+#: The columns an insert of events writes, in order (the bulk loader shares them).
+INSERT_COLUMNS = (
     "seq",
     "id",
     "workspace_id",
@@ -205,7 +206,7 @@ def _insert_plan(
     if plan is None:
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         # Column names are constants and the values are parameters.
-        columns, marks = ", ".join(_INSERT_COLUMNS), ", ".join([mark] * len(_INSERT_COLUMNS))
+        columns, marks = ", ".join(INSERT_COLUMNS), ", ".join([mark] * len(INSERT_COLUMNS))
         sql = f"INSERT INTO events ({columns}) VALUES ({marks})"  # noqa: S608
         procs = tuple(
             events.c[name].type.dialect_impl(dialect).bind_processor(dialect) or _identity
