@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -31,11 +30,15 @@ from activityfeed.web.deps import (
     Ctx,
     check_csrf,
     ctx,
-    session_auth,
     session_before_csrf,
     session_from_cookie,
 )
-from activityfeed.web.pages.routes import sidebar_context, templates
+from activityfeed.web.pages.routes import (
+    _login_redirect,
+    form_session,
+    sidebar_context,
+    templates,
+)
 from activityfeed.web.uploads import receive_upload
 
 router = APIRouter(include_in_schema=False)
@@ -73,11 +76,6 @@ def resource_state_note(state: ResourceState | None) -> str:
 
 templates.env.filters["resource_state_note"] = resource_state_note
 templates.env.globals["resource_state_note"] = resource_state_note
-
-
-def _login_redirect(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
 
 
 def _signed_in(request: Request, c: Ctx) -> Session | None:
@@ -179,10 +177,9 @@ def _make_pages(kind: ResourceKind) -> None:
         resource_id: str | None = None,
     ) -> Response:
         """Run a form's change; 303 to where ``work`` says, or the page with the error."""
-        try:
-            session = await session_auth(request)
-        except NotAuthenticated:
-            return _login_redirect(request)
+        session = await form_session(request)
+        if isinstance(session, Response):
+            return session
         form = await request.form()
         try:
             target = await run_in_threadpool(work, session, form)

@@ -187,6 +187,14 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
 
 
+async def form_session(request: Request) -> Session | RedirectResponse:
+    """The CSRF-checked session of a form post, or the redirect to sign in."""
+    try:
+        return await session_auth(request)
+    except NotAuthenticated:
+        return _login_redirect(request)
+
+
 _KEPT = ("archived", "search", "start", "end", "limit", "from", "to")
 
 
@@ -326,10 +334,9 @@ def _page_url(request: Request) -> str:
 @router.post("/activity/mark-seen")
 async def mark_seen_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     """No-JavaScript "Mark all seen" for the active workspace."""
-    try:
-        session = await session_auth(request)
-    except NotAuthenticated:
-        return _login_redirect(request)
+    session = await form_session(request)
+    if isinstance(session, Response):
+        return session
     form = await request.form()
 
     def work() -> None:
@@ -354,10 +361,9 @@ async def archive_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     Async only to read the form; the database work runs in the thread pool, so a busy
     SQLite lock never stalls the event loop.
     """
-    try:
-        session = await session_auth(request)
-    except NotAuthenticated:
-        return _login_redirect(request)
+    session = await form_session(request)
+    if isinstance(session, Response):
+        return session
     form = await request.form()
     event_id = str(form.get("event_id", ""))[:128]
     is_all = form.get("all") == "1"
@@ -381,10 +387,9 @@ async def archive_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
 
 @router.post("/activity/switch")
 async def switch_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
-    try:
-        session = await session_auth(request)
-    except NotAuthenticated:
-        return _login_redirect(request)
+    session = await form_session(request)
+    if isinstance(session, Response):
+        return session
     form = await request.form()
 
     def work() -> None:

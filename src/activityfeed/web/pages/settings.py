@@ -18,10 +18,16 @@ from starlette.datastructures import FormData
 from activityfeed.domain import profiles as p
 from activityfeed.domain.accounts import Scope, Session
 from activityfeed.domain.events import SourceKind
-from activityfeed.errors import AppError, InvalidRequest, NotAuthenticated
+from activityfeed.errors import AppError, InvalidRequest
 from activityfeed.services import apikeys, settings, workspaces
-from activityfeed.web.deps import Ctx, ctx, session_auth, session_from_cookie
-from activityfeed.web.pages.routes import _login_redirect, _safe_next, sidebar_context, templates
+from activityfeed.web.deps import Ctx, ctx, session_from_cookie
+from activityfeed.web.pages.routes import (
+    _login_redirect,
+    _safe_next,
+    form_session,
+    sidebar_context,
+    templates,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,14 +56,6 @@ def _render(
         {**sidebar, "when": _when, "notice": None, "error": None, **context},
         status_code=status,
     )
-
-
-async def _form_session(request: Request) -> Session | RedirectResponse:
-    """The CSRF-checked session of a form post, or the redirect to sign in."""
-    try:
-        return await session_auth(request)
-    except NotAuthenticated:
-        return _login_redirect(request)
 
 
 @router.get("/settings")
@@ -107,7 +105,7 @@ def profile_page(request: Request, saved: str | None = None, c: Ctx = Depends(ct
 @router.post("/settings/profile", response_class=HTMLResponse)
 async def profile_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     """The whole form is sent, so an unticked box means false."""
-    session = await _form_session(request)
+    session = await form_session(request)
     if isinstance(session, Response):
         return session
     form = await request.form()
@@ -186,7 +184,7 @@ def api_keys_page(request: Request, revoked: str | None = None, c: Ctx = Depends
 @router.post("/settings/api-keys", response_class=HTMLResponse)
 async def create_key_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     """Create a key and show its secret on this one response (never again: no redirect)."""
-    session = await _form_session(request)
+    session = await form_session(request)
     if isinstance(session, Response):
         return session
     form = await request.form()
@@ -224,7 +222,7 @@ async def create_key_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
 
 @router.post("/settings/api-keys/{key_id}/revoke", response_class=HTMLResponse)
 async def revoke_key_form(key_id: str, request: Request, c: Ctx = Depends(ctx)) -> Response:
-    session = await _form_session(request)
+    session = await form_session(request)
     if isinstance(session, Response):
         return session
 
@@ -247,7 +245,7 @@ async def revoke_key_form(key_id: str, request: Request, c: Ctx = Depends(ctx)) 
 @router.post("/activity/undo", response_class=HTMLResponse)
 async def undo_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     """No-JavaScript Undo: back to the page on success; a page that says why otherwise."""
-    session = await _form_session(request)
+    session = await form_session(request)
     if isinstance(session, Response):
         return session
     form = await request.form()
