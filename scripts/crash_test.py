@@ -66,6 +66,8 @@ from activityfeed.store.db import Database
 
 TYPES = ("training", "dataset", "model", "deployment", "export", "project")
 ACTIONS = ("created", "updated", "started", "completed", "failed")
+#: A 5xx is a bug here (the server that answers is healthy): retry a few, then report it.
+MAX_5XX_PER_REQUEST = 20
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ async def producer(shared: Shared, index: int, target: Producer, run: str, seed:
             body = request_body(rng, run, index, n)
             n += 1
             report.requests += 1
-            attempts = 0
+            attempts = errors_here = 0
             while True:
                 await shared.up.wait()
                 attempts += 1
@@ -303,6 +305,13 @@ async def producer(shared: Shared, index: int, target: Producer, run: str, seed:
                         )
                         return
                     report.server_errors += 1
+                    errors_here += 1
+                    if errors_here > MAX_5XX_PER_REQUEST:
+                        report.problems.append(
+                            f"client {index}: gave up after {errors_here} answers 5xx: "
+                            f"{response.text[:300]}"
+                        )
+                        return
                 await asyncio.sleep(rng.uniform(0, 0.02))
             if attempts > 1:
                 report.retried_requests += 1
