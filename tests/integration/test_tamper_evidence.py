@@ -8,6 +8,9 @@ it, so Hypothesis can try many on the same history. ``ACTIVITYFEED_LONG_TAMPER=1
 the clean-history check with 1,000,000 events instead of 100,000.
 """
 
+# The tamperings build raw SQL from fixed lists of column names, on purpose.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
@@ -141,12 +144,36 @@ def run(tx: Tx, sql: str, **params: Any) -> None:
 # whose first row still looks in place) ------------------------------------------------
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
-NULLABLE = ("actor_id", "actor_name", "actor_email", "source_key_prefix", "private_to",
-            "idempotency_key", "payload_hash")  # fmt: skip
-TEXT = ("id", "resource_type", "action", "resource_id", "resource_name", "description",
-        "source_kind")  # fmt: skip
-FIELD_EDITS = (*TEXT, *NULLABLE, "created_at", "recorded_at", "metadata", "metadata_value",
-               "seq", "ws_ord", "workspace_id", "null_to_empty")  # fmt: skip
+NULLABLE = (
+    "actor_id",
+    "actor_name",
+    "actor_email",
+    "source_key_prefix",
+    "private_to",
+    "idempotency_key",
+    "payload_hash",
+)
+TEXT = (
+    "id",
+    "resource_type",
+    "action",
+    "resource_id",
+    "resource_name",
+    "description",
+    "source_kind",
+)
+FIELD_EDITS = (
+    *TEXT,
+    *NULLABLE,
+    "created_at",
+    "recorded_at",
+    "metadata",
+    "metadata_value",
+    "seq",
+    "ws_ord",
+    "workspace_id",
+    "null_to_empty",
+)
 
 
 def _pick(history: History, draw: Draw) -> tuple[int, int]:
@@ -160,36 +187,60 @@ def edit_field(tx: Tx, history: History, draw: Draw) -> int:
     if column in TEXT:
         run(tx, f"UPDATE events SET {column} = {column} || 'x'" + where, s=seq)
     elif column in NULLABLE:
-        run(tx, f"UPDATE events SET {column} = CASE WHEN {column} IS NULL THEN 'x' "
-                f"ELSE NULL END" + where, s=seq)  # fmt: skip
+        run(
+            tx,
+            f"UPDATE events SET {column} = CASE WHEN {column} IS NULL THEN 'x' "
+            f"ELSE NULL END" + where,
+            s=seq,
+        )
     elif column == "null_to_empty":
         # NULL and '' are different stored values (the export's public record shows both
         # as ""): the canonical form tells them apart.
         name = draw(st.sampled_from(NULLABLE))
-        run(tx, f"UPDATE events SET {name} = CASE WHEN {name} IS NULL THEN '' "
-                f"ELSE NULL END" + where, s=seq)  # fmt: skip
+        run(
+            tx,
+            f"UPDATE events SET {name} = CASE WHEN {name} IS NULL THEN '' ELSE NULL END" + where,
+            s=seq,
+        )
     elif column in ("created_at", "recorded_at"):
         # One microsecond later.
         if tx.dialect == "postgresql":
-            run(tx, f"UPDATE events SET {column} = {column} + interval '1 microsecond'" + where,
-                s=seq)  # fmt: skip
+            run(
+                tx,
+                f"UPDATE events SET {column} = {column} + interval '1 microsecond'" + where,
+                s=seq,
+            )
         else:
-            run(tx, f"UPDATE events SET {column} = substr({column}, 1, 25) || "
-                    f"CASE substr({column}, 26, 1) WHEN '0' THEN '1' ELSE '0' END" + where,
-                s=seq)  # fmt: skip
+            run(
+                tx,
+                f"UPDATE events SET {column} = substr({column}, 1, 25) || "
+                f"CASE substr({column}, 26, 1) WHEN '0' THEN '1' ELSE '0' END" + where,
+                s=seq,
+            )
     elif column == "metadata":
         if tx.dialect == "postgresql":
-            run(tx, "UPDATE events SET metadata = metadata || '{\"extra\": 1}'::jsonb" + where,
-                s=seq)  # fmt: skip
+            run(
+                tx,
+                "UPDATE events SET metadata = metadata || '{\"extra\": 1}'::jsonb" + where,
+                s=seq,
+            )
         else:
             run(tx, "UPDATE events SET metadata = json_set(metadata, '$.extra', 1)" + where, s=seq)
     elif column == "metadata_value":
         if tx.dialect == "postgresql":
-            run(tx, "UPDATE events SET metadata = jsonb_set(metadata, '{n}', "
-                    "to_jsonb((metadata->>'n')::int + 1))" + where, s=seq)  # fmt: skip
+            run(
+                tx,
+                "UPDATE events SET metadata = jsonb_set(metadata, '{n}', "
+                "to_jsonb((metadata->>'n')::int + 1))" + where,
+                s=seq,
+            )
         else:
-            run(tx, "UPDATE events SET metadata = json_set(metadata, '$.n', "
-                    "json_extract(metadata, '$.n') + 1)" + where, s=seq)  # fmt: skip
+            run(
+                tx,
+                "UPDATE events SET metadata = json_set(metadata, '$.n', "
+                "json_extract(metadata, '$.n') + 1)" + where,
+                s=seq,
+            )
     elif column == "seq":
         run(tx, "UPDATE events SET seq = seq + 1000000" + where, s=seq)
     elif column == "ws_ord":
@@ -252,7 +303,7 @@ def _copy_at(tx: Tx, history: History, source_seq: int, ws_ord: int) -> None:
     top = tx.conn.execute(text("SELECT max(seq) FROM events")).scalar_one()
     run(
         tx,
-        f"INSERT INTO events (seq, id, workspace_id, ws_ord, {_COPY}) "  # noqa: S608
+        f"INSERT INTO events (seq, id, workspace_id, ws_ord, {_COPY}) "
         f"SELECT :seq, :id, workspace_id, :o, {_COPIED} FROM events WHERE seq = :src",
         seq=int(top) + 1,
         id=new_id(),
@@ -270,10 +321,18 @@ def insert_after_head(tx: Tx, history: History, draw: Draw) -> int:
 def insert_in_middle(tx: Tx, history: History, draw: Draw) -> int:
     seq, ord_ = _pick(history, draw)
     # Make room (in two steps: the unique index is checked row by row).
-    run(tx, "UPDATE events SET ws_ord = ws_ord + 1000000 WHERE workspace_id = :w AND ws_ord >= :o",
-        w=history.workspace_id, o=ord_)  # fmt: skip
-    run(tx, "UPDATE events SET ws_ord = ws_ord - 999999 WHERE workspace_id = :w AND ws_ord >= :o",
-        w=history.workspace_id, o=ord_)  # fmt: skip
+    run(
+        tx,
+        "UPDATE events SET ws_ord = ws_ord + 1000000 WHERE workspace_id = :w AND ws_ord >= :o",
+        w=history.workspace_id,
+        o=ord_,
+    )
+    run(
+        tx,
+        "UPDATE events SET ws_ord = ws_ord - 999999 WHERE workspace_id = :w AND ws_ord >= :o",
+        w=history.workspace_id,
+        o=ord_,
+    )
     _copy_at(tx, history, seq, ord_)
     return ord_
 
@@ -286,15 +345,23 @@ def insert_before_start(tx: Tx, history: History, draw: Draw) -> int:
 
 def truncate_tail(tx: Tx, history: History, draw: Draw) -> int:
     keep = draw(st.integers(0, N - 1))
-    run(tx, "DELETE FROM events WHERE workspace_id = :w AND ws_ord > :k",
-        w=history.workspace_id, k=keep)  # fmt: skip
+    run(
+        tx,
+        "DELETE FROM events WHERE workspace_id = :w AND ws_ord > :k",
+        w=history.workspace_id,
+        k=keep,
+    )
     return keep + 1
 
 
 def truncate_head(tx: Tx, history: History, draw: Draw) -> int:
     cut = draw(st.integers(1, N))
-    run(tx, "DELETE FROM events WHERE workspace_id = :w AND ws_ord <= :k",
-        w=history.workspace_id, k=cut)  # fmt: skip
+    run(
+        tx,
+        "DELETE FROM events WHERE workspace_id = :w AND ws_ord <= :k",
+        w=history.workspace_id,
+        k=cut,
+    )
     return 1
 
 
@@ -302,10 +369,18 @@ def truncate_head_and_checkpoints(tx: Tx, history: History, draw: Draw) -> int:
     # Not all of them: a workspace emptied of events and checkpoints alike is a
     # consistent (empty) chain, which only a kept head tells apart.
     cut = draw(st.sampled_from(history.boundaries[:-1]))
-    run(tx, "DELETE FROM events WHERE workspace_id = :w AND ws_ord <= :k",
-        w=history.workspace_id, k=cut)  # fmt: skip
-    run(tx, "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord <= :k",
-        w=history.workspace_id, k=cut)  # fmt: skip
+    run(
+        tx,
+        "DELETE FROM events WHERE workspace_id = :w AND ws_ord <= :k",
+        w=history.workspace_id,
+        k=cut,
+    )
+    run(
+        tx,
+        "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord <= :k",
+        w=history.workspace_id,
+        k=cut,
+    )
     return 1
 
 
@@ -316,11 +391,20 @@ def edit_checkpoint(tx: Tx, history: History, draw: Draw) -> int:
         {"w": history.workspace_id, "l": last},
     ).scalar_one()
     if draw(st.booleans()):
-        run(tx, "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord = :l",
-            w=history.workspace_id, l=last)  # fmt: skip
+        run(
+            tx,
+            "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord = :l",
+            w=history.workspace_id,
+            l=last,
+        )
     else:
-        run(tx, "UPDATE event_checkpoints SET digest = :d WHERE workspace_id = :w AND last_ord = :l",
-            d="0" * 64, w=history.workspace_id, l=last)  # fmt: skip
+        run(
+            tx,
+            "UPDATE event_checkpoints SET digest = :d WHERE workspace_id = :w AND last_ord = :l",
+            d="0" * 64,
+            w=history.workspace_id,
+            l=last,
+        )
     return int(first)
 
 
@@ -328,7 +412,7 @@ TAMPERINGS: dict[str, tuple[Callable[[Tx, History, Draw], int], set[BreakKind]]]
     "edit_field": (
         edit_field,
         {BreakKind.CONTENT_MISMATCH, BreakKind.MISSING_EVENT, BreakKind.OUT_OF_ORDER},
-    ),  # fmt: skip
+    ),
     "delete_event": (delete_event, {BreakKind.MISSING_EVENT}),
     "swap_positions": (swap_positions, {BreakKind.OUT_OF_ORDER, BreakKind.CONTENT_MISMATCH}),
     "swap_seqs": (swap_seqs, {BreakKind.OUT_OF_ORDER, BreakKind.CONTENT_MISMATCH}),
@@ -341,11 +425,11 @@ TAMPERINGS: dict[str, tuple[Callable[[Tx, History, Draw], int], set[BreakKind]]]
     "truncate_head_and_checkpoints": (
         truncate_head_and_checkpoints,
         {BreakKind.MISSING_CHECKPOINT},
-    ),  # fmt: skip
+    ),
     "edit_checkpoint": (
         edit_checkpoint,
         {BreakKind.MISSING_CHECKPOINT, BreakKind.CONTENT_MISMATCH, BreakKind.UNCHAINED_EVENT},
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -395,10 +479,18 @@ def test_cutting_events_and_their_checkpoints_needs_a_kept_head(db, history) -> 
         kept = verify(tx, history).head
     cut = history.boundaries[-3]
     with tampered(db) as tx:
-        run(tx, "DELETE FROM events WHERE workspace_id = :w AND ws_ord > :k",
-            w=history.workspace_id, k=cut)  # fmt: skip
-        run(tx, "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord > :k",
-            w=history.workspace_id, k=cut)  # fmt: skip
+        run(
+            tx,
+            "DELETE FROM events WHERE workspace_id = :w AND ws_ord > :k",
+            w=history.workspace_id,
+            k=cut,
+        )
+        run(
+            tx,
+            "DELETE FROM event_checkpoints WHERE workspace_id = :w AND last_ord > :k",
+            w=history.workspace_id,
+            k=cut,
+        )
         assert verify(tx, history).ok
         report = verify(tx, history, anchor=kept)
     assert report.broken is not None
@@ -432,7 +524,7 @@ def test_events_recorded_by_concurrent_writers_verify(db, clock, history) -> Non
                         for j in range(size)
                     ]
                     record_events(tx, drafts, now=clock())
-        except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
+        except BaseException as exc:  # Reported by the main thread.
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
@@ -491,8 +583,13 @@ def test_a_bulk_loaded_history_verifies_with_no_false_alarm(db, clock, tmp_path:
     assert report.ok, report
     assert report.events == total
     with tampered(db) as tx:
-        run(tx, "UPDATE events SET description = description || '.' "
-                "WHERE workspace_id = :w AND ws_ord = :o", w=team.id, o=12_345)  # fmt: skip
+        run(
+            tx,
+            "UPDATE events SET description = description || '.' "
+            "WHERE workspace_id = :w AND ws_ord = :o",
+            w=team.id,
+            o=12_345,
+        )
         ((_, broken),) = integrity.verify_workspaces(tx, slug=team.slug)
     assert broken.broken is not None
     assert broken.broken.kind is BreakKind.CONTENT_MISMATCH
@@ -534,9 +631,17 @@ def test_an_export_verifies_offline_and_shows_edits(db, clock, history, tmp_path
         head = verify(tx, history).head
     assert f"head {head}" in result.output
     anchored = CliRunner().invoke(
-        cli, ["verify", "--export", str(original), "--workspace", history.slug,
-              "--expect-head", str(head)]
-    )  # fmt: skip
+        cli,
+        [
+            "verify",
+            "--export",
+            str(original),
+            "--workspace",
+            history.slug,
+            "--expect-head",
+            str(head),
+        ],
+    )
     assert anchored.exit_code == 0, anchored.output
 
     def edit(lines: list[str]) -> list[str]:
@@ -555,8 +660,12 @@ def test_an_export_verifies_offline_and_shows_edits(db, clock, history, tmp_path
         lines[i], lines[j] = lines[j], lines[i]
         return lines
 
-    for name, change in (("events.jsonl", edit), ("events.jsonl", drop), ("events.jsonl", swap),
-                         ("chain.jsonl", drop)):  # fmt: skip
+    for name, change in (
+        ("events.jsonl", edit),
+        ("events.jsonl", drop),
+        ("events.jsonl", swap),
+        ("chain.jsonl", drop),
+    ):
         changed = tmp_path / "changed.zip"
         _rewrite(original, changed, name, change)
         reports = dict(integrity.verify_export(changed))
