@@ -3,8 +3,9 @@
 The rules, with no I/O (see docs/decisions/0003-tamper-evidence.md):
 
 * **Leaf.** Every event has a leaf hash, ``sha256(canonical(event))``, where the
-  canonical form (version ``VERSION``) is a compact JSON array of every stored field in
-  ``FIELDS`` order, times as UTC ISO 8601 to the microsecond, and metadata with sorted
+  canonical form (version ``VERSION``) is a compact ASCII JSON array of the version and
+  every stored field in ``FIELDS`` order, times as ISO 8601 in UTC to the microsecond
+  (``2026-11-26T09:15:02.123456+00:00``), and metadata with sorted
   keys and numbers normalised so that a JSON round trip through either database (JSONB
   stores ``1e20`` as the integer ``100000000000000000000`` and ``-0.0`` as ``0``) gives
   the same bytes.
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 #: The canonical serialisation's version; stored on every checkpoint.
@@ -60,16 +63,22 @@ _CREATED, _RECORDED, _METADATA = (
     FIELDS.index(n) for n in ("created_at", "recorded_at", "metadata")
 )
 _RANGE = struct.Struct(">QQ")
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_first = itemgetter(0)
 _sha256 = hashlib.sha256
 
 
+@lru_cache(maxsize=1024)
 def _time(value: datetime) -> str:
+    # Cached: a batch's events share their recording time (and often their creation time).
     offset = value.utcoffset()
     if offset is None:
         raise ValueError("chain times must be timezone-aware")
     if offset:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # "+00:00" whatever the tzinfo object: every stored time is UTC.
+    return value.isoformat(timespec="microseconds")
 
 
 def _key(key: Any) -> str:
@@ -78,10 +87,12 @@ def _key(key: Any) -> str:
 
 
 def _norm(value: Any) -> Any:
-    """Metadata as a JSON round trip through either database gives it back."""
+    """Metadata as a JSON round trip through either database gives it back, with its
+    keys in sorted order (JSONB reorders them)."""
     kind = type(value)
     if kind is dict:
-        return {_key(k): _norm(v) for k, v in value.items()}
+        items = sorted(((_key(k), v) for k, v in value.items()), key=_first)
+        return {k: _norm(v) for k, v in items}
     if kind is list or kind is tuple:
         return [_norm(v) for v in value]
     if kind is float and value.is_integer():
@@ -98,11 +109,12 @@ def canonical(values: Sequence[Any]) -> bytes:
     """
     if len(values) != len(FIELDS):
         raise ValueError(f"an event has {len(FIELDS)} fields, got {len(values)}")
-    row = list(values)
-    row[_CREATED] = _time(row[_CREATED])
-    row[_RECORDED] = _time(row[_RECORDED])
-    row[_METADATA] = _norm(row[_METADATA] or {})
-    return json.dumps([VERSION, *row], sort_keys=True, separators=(",", ":")).encode("ascii")
+    row = [VERSION, *values]
+    row[_CREATED + 1] = _time(row[_CREATED + 1])
+    row[_RECORDED + 1] = _time(row[_RECORDED + 1])
+    metadata = row[_METADATA + 1]
+    row[_METADATA + 1] = _norm(metadata) if metadata else {}
+    return _ENCODER.encode(row).encode("ascii")
 
 
 def leaf(values: Sequence[Any]) -> bytes:
