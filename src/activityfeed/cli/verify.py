@@ -9,6 +9,7 @@ import typer
 from activityfeed.cli.common import DatabaseUrl, console, err_console, friendly_errors, settings_for
 from activityfeed.domain import chain
 from activityfeed.services import integrity
+from activityfeed.store import migrate
 from activityfeed.store.db import Database
 
 
@@ -48,7 +49,14 @@ def verify(
         with friendly_errors():
             reports = integrity.verify_export(export, slug=workspace, anchor=anchor)
     else:
-        db = Database(settings_for(database_url).database_url)
+        url = settings_for(database_url).database_url
+        if not migrate.is_current(url):
+            # verify only reads: it does not upgrade (0007 would chain what it finds).
+            err_console.print(
+                "[red]error[/red]: the schema is not current; run activityfeed db upgrade."
+            )
+            raise typer.Exit(1)
+        db = Database(url)
         try:
             with friendly_errors(), db.read() as tx:
                 reports = integrity.verify_workspaces(tx, slug=workspace, anchor=anchor)
