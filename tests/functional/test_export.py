@@ -123,7 +123,21 @@ def make_scene(app, client, db, clock) -> Scene:
     restore = browser.post("/api/activity/archive", json=restore_body)
     assert restore.json()["updated"] == 2
     clock.advance(minutes=1)
-    late = _ids(ingest(client, my_team_key, {"events": [event_body(100 + i) for i in range(3)]}))
+    # Metadata of every JSON kind (non-ASCII text, nesting, numbers, a redacted secret):
+    # the export writes it from the stored text, and it must read as the feed shows it.
+    metadata = {
+        "note": 'Zürich \u2013 東京 😀 "quoted" \\ line\nbreak',
+        "nested": {"list": [1, 2.5, -0.0, 1e-7, None, True], "empty": {}},
+        "big": 10**20,
+        "password": "hunter2",
+    }
+    late = _ids(
+        ingest(
+            client,
+            my_team_key,
+            {"events": [event_body(100 + i, metadata=metadata) for i in range(3)]},
+        )
+    )
     assert browser.post("/api/activity/archive", json={"eventIds": late[:1]}).status_code == 200
     assert browser.post("/api/activity/mark-seen", json={"eventIds": late[1:2]}).status_code == 200
 
