@@ -242,6 +242,7 @@ def mark_seen(
             action=StateAction.SEEN,
             event_ids=[],
             is_all=True,
+            upto_seq=head_seq,
         )
     else:
         ids = list(event_ids or [])
@@ -308,6 +309,7 @@ def archive_events(
             action=StateAction.ARCHIVED if archive else StateAction.RESTORED,
             event_ids=[],
             is_all=True,
+            upto_seq=head_seq,
         )
         return moved
     ids = list(event_ids or [])
