@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -25,38 +30,76 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class ServerProcess:
+    """A running ``activityfeed serve``: its URL, its process and what it printed."""
+
+    base: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
+@contextmanager
+def server_process(
+    database_url: str, *, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """Start ``activityfeed serve`` and wait until it answers; stop it (and every worker
+    it forked, even orphaned ones) when the block ends."""
+    port = free_port()
+    full_env = {**os.environ, "ACTIVITYFEED_DATABASE_URL": database_url, **(env or {})}
+    # A file, not a pipe: a long run must never block on a full pipe nobody reads.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [
+                str(BIN),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group, so the workers can be stopped with it.
+            start_new_session=True,
+        )
+        running = ServerProcess(base=f"http://127.0.0.1:{port}", proc=proc, log=log)
+        try:
+            # Generous: two workers importing the app on a loaded CI machine take a while.
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if httpx.get(running.base + "/healthz", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail(f"server did not start (exit code {proc.poll()}):\n{running.output()}")
+            yield running
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            # Workers left behind by a parent that died first.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
 @contextmanager
 def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "ACTIVITYFEED_DATABASE_URL": database_url}
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            proc.kill()
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"server did not start:\n{out}")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.stdout:
-            proc.stdout.close()
+    with server_process(database_url, workers=workers) as running:
+        yield running.base
 
 
 @pytest.mark.parametrize("workers", [1, 2])

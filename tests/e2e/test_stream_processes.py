@@ -6,16 +6,21 @@ Each test starts real ``activityfeed serve`` processes on the test database.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.workspaces import Role
+from activityfeed.services import activity, workspaces
+from activityfeed.services.events import record_event
 from activityfeed.store.db import Database
 from tests.conftest import Clock
-from tests.e2e.test_serve import server
+from tests.e2e.test_serve import server, server_process
 from tests.factories import PASSWORD, make_key, make_team, make_user
 from tests.sse_client import SSEStream
 
@@ -114,3 +119,72 @@ def test_serve_with_two_workers_streams_to_every_client(
         finally:
             for s in streams:
                 s.close()
+
+
+@pytest.mark.slow
+def test_a_fresh_server_replays_what_a_crashed_one_never_delivered(
+    database_url: str, db: Database, team: dict[str, Any]
+) -> None:
+    """Commit, then crash before delivery: the client's server is frozen (SIGSTOP) while
+    events and a state change commit, then killed (SIGKILL). The client reconnects with
+    its Last-Event-ID to a server process started afterwards, which has never seen it:
+    it gets exactly what it missed, in order, once, then live events again."""
+    env = {"ACTIVITYFEED_STREAM_HEARTBEAT_SECONDS": "1", "ACTIVITYFEED_STREAM_POLL_SECONDS": "0.25"}
+    member, ws = team["member"], team["team"]
+    with server_process(database_url, env=env) as first:
+        cookies = sign_in(first.base, member.email, ws.slug)
+        with SSEStream(first.base, cookies) as stream:
+            stream.next_of("unseen", timeout=DEADLINE_SECONDS)
+            delivered = [ingest(first.base, team["secret"], n)[0] for n in range(2)]
+            got = [stream.next_of("activity", timeout=DEADLINE_SECONDS) for _ in delivered]
+            assert [m.data["event"]["id"] for m in got] == delivered
+            last_event_id = got[-1].id
+            os.kill(first.proc.pid, signal.SIGSTOP)
+            try:
+                missed = [record(db, ws.id, n) for n in range(2, 5)]
+                with db.write() as tx:
+                    membership = workspaces.access_workspace(
+                        tx, user_id=member.id, workspace_id=ws.id
+                    )
+                    activity.mark_seen(
+                        tx,
+                        viewer_id=member.id,
+                        membership=membership,
+                        event_ids=[delivered[0]],
+                        mark_all=False,
+                    )
+            finally:
+                os.kill(first.proc.pid, signal.SIGKILL)
+                first.proc.wait(timeout=10)
+    assert last_event_id is not None
+    with (
+        server_process(database_url, env=env) as fresh,
+        SSEStream(fresh.base, cookies, last_event_id=last_event_id) as resumed,
+    ):
+        assert resumed.response.status_code == 200
+        replay = [
+            (m.event, m.data["event"]["id"] if m.event == "activity" else m.data["eventIds"])
+            for m in resumed.drain(quiet=2.0)
+            if m.event != "unseen"
+        ]
+        assert replay == [*(("activity", i) for i in missed), ("state", [delivered[0]])]
+        live, _ = ingest(fresh.base, team["secret"], 5)
+        assert resumed.next_of("activity", timeout=DEADLINE_SECONDS).data["event"]["id"] == live
+
+
+def record(db: Database, workspace_id: str, n: int) -> str:
+    """An event committed by another process (this one), as a service would."""
+    with db.write() as tx:
+        return record_event(
+            tx,
+            EventDraft(
+                workspace_id=workspace_id,
+                resource_type=ResourceType.TRAINING,
+                action=Action.COMPLETED,
+                resource_id=f"run-{n}",
+                resource_name=f"run-{n}",
+                actor=None,
+                source=Source(kind=SourceKind.SYSTEM),
+            ),
+            now=Clock()(),
+        ).id

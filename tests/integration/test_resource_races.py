@@ -11,20 +11,25 @@ lock, SQLite's write lock), so the interleaving is the same on every run.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
-from activityfeed.domain.accounts import Membership, User
+from activityfeed.domain.accounts import Membership, Scope, User
 from activityfeed.domain.events import SourceKind
 from activityfeed.domain.resources import ResourceKind, Status
 from activityfeed.errors import NotFound
-from activityfeed.services import resources, workspaces
+from activityfeed.services import apikeys, resources, workspaces
+from activityfeed.services import events as events_service
+from activityfeed.services.events import record_events
 from activityfeed.store import resources as resource_store
 from activityfeed.store.blobs import Blobs
 from activityfeed.store.db import Database
+from activityfeed.store.schema import events
 from tests.factories import make_team, make_user
-from tests.integration.test_state_races import in_other_tab, wait_until_blocked
+from tests.integration.test_state_races import drafts, in_other_tab, wait_until_blocked
 
 
 def _setup(db: Database, clock) -> tuple[User, Membership, str]:
@@ -174,3 +179,73 @@ def test_clone_and_delete_of_the_source_at_once(db, clock, tmp_path: Path, first
         assert [type(e) for e in errors] == [NotFound]
         assert copies == []
         assert not blobs.path(upload.blob_key).exists()
+
+
+def _create_key(tx, user: User, membership: Membership, clock) -> None:
+    apikeys.create_api_key(
+        tx,
+        user=user,
+        membership=membership,
+        name="racing key",
+        scopes=[Scope.EVENTS_WRITE],
+        source=SourceKind.UI,
+        now=clock(),
+    )
+
+
+def _create_project(tx, user: User, membership: Membership, clock) -> None:
+    resources.create_resource(
+        tx,
+        user=user,
+        membership=membership,
+        kind=ResourceKind.PROJECT,
+        name="racing project",
+        description=None,
+        source=SourceKind.UI,
+        now=clock(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("key", "key"), ("project", "project"), ("key", "project"), ("project", "ingest")],
+)
+def test_two_recording_writes_of_one_workspace_at_once(db, clock, monkeypatch, first, second):
+    """Each write inserts its row (which references the workspace), then records its
+    event under the workspace's exclusive lock. The first pauses between the two while
+    the second runs whole: both must succeed, one after the other. With the lock taken
+    ``FOR UPDATE``, the foreign-key lock of each insert (``FOR KEY SHARE``) made them
+    wait for each other, and PostgreSQL killed one as a deadlock."""
+    user, membership, _ = _setup(db, clock)
+    writes = {
+        "key": _create_key,
+        "project": _create_project,
+        "ingest": lambda tx, *_: record_events(tx, drafts(membership.workspace, 1), now=clock()),
+    }
+    main = threading.current_thread()
+    started: list[tuple[threading.Thread, list[BaseException]]] = []
+
+    def other() -> None:
+        with db.write() as tx:
+            writes[second](tx, user, membership, clock)
+
+    original = events_service.account_store.lock_workspace
+
+    def pause_first(tx, *args, **kw):
+        if threading.current_thread() is main and not started:
+            started.append(in_other_tab(other))
+            # Let the other write get as far as it can (on SQLite: BEGIN IMMEDIATE).
+            started[0][0].join(timeout=1.5)
+        return original(tx, *args, **kw)
+
+    monkeypatch.setattr(events_service.account_store, "lock_workspace", pause_first)
+    with db.read() as tx:
+        before = tx.conn.execute(select(func.count()).select_from(events)).scalar_one()
+    with db.write() as tx:
+        writes[first](tx, user, membership, clock)
+    thread, errors = started[0]
+    thread.join(timeout=30)
+    assert errors == []
+    with db.read() as tx:
+        after = tx.conn.execute(select(func.count()).select_from(events)).scalar_one()
+    assert after == before + 2

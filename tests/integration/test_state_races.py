@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from activityfeed.domain.accounts import Membership, User, Workspace
-from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.domain.events import (
+    Action,
+    Actor,
+    EventDraft,
+    ResourceType,
+    Source,
+    SourceKind,
+)
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import activity, workspaces
@@ -217,3 +224,77 @@ def test_ingestion_during_archive_all_stays_in_the_inbox(db, clock):
     assert inbox_size(db, alice, membership) == 2
     with db.read() as tx:
         assert workspaces.unseen_count(tx, user_id=alice.id, workspace_id=team.id) == 2
+
+
+def test_unseen_count_of_mark_seen_ignores_a_private_event_committed_meanwhile(
+    db, clock, monkeypatch
+):
+    """Another member's private event (an API key they create) commits while
+    "mark seen" counts: it is invisible to the viewer, so the count must not move.
+
+    The count is (head - watermark) - (others' private events above the watermark); on
+    PostgreSQL each statement of a write transaction sees what was committed when it
+    started, so a private event committed between reading the head and counting the
+    private ones would be subtracted without having been added (one too few). The count
+    therefore runs under the workspace's shared lock, like the "all" operations.
+    """
+    alice, team, membership = setup(db, clock)
+    bob = make_user(db, clock)
+    with db.write() as tx:
+        workspaces.add_member(
+            tx, user_id=alice.id, slug=team.slug, email=bob.email, role=Role.MEMBER, now=clock()
+        )
+    with db.read() as tx:
+        first = activity.list_activity(
+            tx,
+            viewer_id=alice.id,
+            membership=membership,
+            q=ActivityQuery(limit=1),
+            now=datetime.now(UTC),
+            undo_window=timedelta(hours=1),
+        ).events[0]
+
+    def bobs_private_event() -> None:
+        with db.write() as tx:
+            record_events(
+                tx,
+                [
+                    EventDraft(
+                        workspace_id=team.id,
+                        resource_type=ResourceType.API_KEY,
+                        action=Action.CREATED,
+                        resource_id="key-1",
+                        resource_name="bob's key",
+                        actor=Actor(id=bob.id, name=bob.name, email=bob.email),
+                        source=Source(kind=SourceKind.UI),
+                    )
+                ],
+                now=clock(),
+            )
+
+    original = activity.state_store.count_unseen
+    started: list[tuple[threading.Thread, list[BaseException]]] = []
+
+    def count_with_a_commit_in_between(*args, **kw):
+        # The other transaction gets its chance to commit before the count; holding the
+        # workspace lock, this one makes it wait instead.
+        started.append(in_other_tab(bobs_private_event))
+        started[0][0].join(timeout=1.0)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(activity.state_store, "count_unseen", count_with_a_commit_in_between)
+    with db.write() as tx:
+        unseen = activity.mark_seen(
+            tx,
+            viewer_id=alice.id,
+            membership=membership,
+            event_ids=[first.event.id],
+            mark_all=False,
+        )
+    monkeypatch.undo()
+    thread, errors = started[0]
+    thread.join(timeout=30)
+    assert errors == []
+    with db.read() as tx:
+        assert workspaces.unseen_count(tx, user_id=alice.id, workspace_id=team.id) == 2
+    assert unseen == 2

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import anyio.to_thread
+from sqlalchemy import text
 
 from activityfeed.config import Settings
 from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.services.events import record_event
 from activityfeed.store.db import Database
+from activityfeed.web import sse
 from activityfeed.web.sse import Broker
 from tests.factories import make_user, personal_workspace
 
@@ -83,6 +86,136 @@ def test_a_client_that_never_reads_does_not_block_another(
             assert (await _next(stuck_frames)).startswith("event: reset")
             rest = [frame async for frame in stuck_frames]
             assert rest == []
+        finally:
+            await broker.aclose()
+
+    asyncio.run(main())
+
+
+class InjectedFault(RuntimeError):
+    """A failure the test injects between a commit and its delivery."""
+
+
+def _recorder(db: Database, clock: Any, workspace_id: str) -> Any:
+    def record(n: int) -> str:
+        with db.write() as tx:
+            return record_event(
+                tx,
+                EventDraft(
+                    workspace_id=workspace_id,
+                    resource_type=ResourceType.TRAINING,
+                    action=Action.COMPLETED,
+                    resource_id=f"run-{n}",
+                    resource_name=f"run-{n}",
+                    actor=None,
+                    source=Source(kind=SourceKind.SYSTEM),
+                ),
+                now=clock(),
+            ).id
+
+    return record
+
+
+async def _activity_ids(frames: AsyncIterator[str], count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        frame = await _next(frames)
+        if frame.startswith("event: activity"):
+            data = frame.split("data: ", 1)[1]
+            ids.append(json.loads(data)["event"]["id"])
+    return ids
+
+
+def _break_once(target: Any, name: str, monkeypatch: Any, armed: list[bool]) -> list[int]:
+    original = getattr(target, name)
+    fired: list[int] = []
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        if armed[0]:
+            armed[0] = False
+            fired.append(1)
+            raise InjectedFault(name)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(target, name, broken)
+    return fired
+
+
+def test_a_failed_read_after_commit_delays_delivery_but_loses_nothing(
+    db: Database, settings: Settings, clock: Any, monkeypatch: Any
+) -> None:
+    """The events are committed; the broker's read of them fails once. It reads again
+    from each client's position: every event arrives once, in order."""
+    settings = replace(settings, stream_poll_seconds=0.02, stream_heartbeat_seconds=30)
+    user = make_user(db, clock)
+    ws = personal_workspace(db, user)
+    record = _recorder(db, clock, ws.id)
+    armed = [False]
+    fired = _break_once(sse.stream_service, "catch_up", monkeypatch, armed)
+
+    async def main() -> None:
+        broker = Broker(settings, db, clock)
+        broker.start()
+        try:
+            client = await broker.prepare(user_id=user.id, workspace_id=ws.id, last_event_id=None)
+            frames = broker.frames(client)
+            assert (await _next(frames)).startswith("retry:")
+            assert (await _next(frames)).startswith("event: unseen")
+            armed[0] = True
+            first = [await anyio.to_thread.run_sync(record, n) for n in range(3)]
+            assert await _activity_ids(frames, 3) == first
+            assert fired == [1]
+            later = await anyio.to_thread.run_sync(record, 3)
+            assert await _activity_ids(frames, 1) == [later]
+        finally:
+            await broker.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_lost_wake_up_after_commit_delays_delivery_but_loses_nothing(
+    db: Database, settings: Settings, clock: Any, monkeypatch: Any
+) -> None:
+    """The wake-up source fails after the commit: on SQLite one poll of the tables
+    raises; on PostgreSQL the listening connection is killed by the server, so the
+    notification of a commit is never received. The next poll, or the listener's
+    reconnection, reads from each client's position: the event arrives once."""
+    settings = replace(settings, stream_poll_seconds=0.02, stream_heartbeat_seconds=30)
+    user = make_user(db, clock)
+    ws = personal_workspace(db, user)
+    record = _recorder(db, clock, ws.id)
+    armed = [False]
+    fired = _break_once(sse.notify, "select_tail", monkeypatch, armed)
+
+    def kill_listener() -> int:
+        with db.engine.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                )
+            ).scalar_one()
+            conn.commit()
+        return int(killed)
+
+    async def main() -> None:
+        broker = Broker(settings, db, clock)
+        broker.start()
+        try:
+            client = await broker.prepare(user_id=user.id, workspace_id=ws.id, last_event_id=None)
+            frames = broker.frames(client)
+            assert (await _next(frames)).startswith("retry:")
+            assert (await _next(frames)).startswith("event: unseen")
+            if db.dialect == "postgresql":
+                assert await anyio.to_thread.run_sync(kill_listener) == 1
+            else:
+                armed[0] = True
+            lost = await anyio.to_thread.run_sync(record, 0)
+            assert await _activity_ids(frames, 1) == [lost]
+            if db.dialect != "postgresql":
+                assert fired == [1]
+            later = await anyio.to_thread.run_sync(record, 1)
+            assert await _activity_ids(frames, 1) == [later]
         finally:
             await broker.aclose()
 

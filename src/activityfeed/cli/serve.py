@@ -10,6 +10,13 @@ import uvicorn
 from activityfeed.cli.common import DatabaseUrl, console, settings_for
 from activityfeed.store import migrate
 
+#: How long uvicorn's supervisor waits for a worker to answer its health check before it
+#: kills the worker (SIGKILL) and starts another. Uvicorn's default, 5 s, is shorter than
+#: a worker's start-up on a busy machine (the ping is answered only once the app's
+#: modules are imported), so under load the supervisor killed workers in a loop, and
+#: busy ones mid-request (clients saw "connection reset").
+WORKER_HEALTHCHECK_SECONDS = 60
+
 
 def run_server(database_url: str, host: str, port: int, workers: int) -> None:
     """Upgrade the schema, then serve with uvicorn (each worker builds its own app)."""
@@ -27,6 +34,7 @@ def run_server(database_url: str, host: str, port: int, workers: int) -> None:
         # Live streams never end by themselves: on shutdown, give them this long, then
         # close them (the browsers reconnect elsewhere and resume by Last-Event-ID).
         timeout_graceful_shutdown=5,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

@@ -209,7 +209,8 @@ def _check_ids(ids: Sequence[str]) -> None:
 
 def _head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     # Shared lock: wait for in-flight ingestion of this workspace to commit, so the
-    # watermark taken now covers exactly the events that exist now.
+    # watermark taken now covers exactly the events that exist now, and no event of the
+    # workspace commits until this transaction ends (the counts that follow agree).
     account_store.lock_workspace(tx, workspace_id, exclusive=False)
     return event_store.select_head(tx, workspace_id)
 
@@ -242,6 +243,7 @@ def mark_seen(
             action=StateAction.SEEN,
             event_ids=[],
             is_all=True,
+            upto_seq=head_seq,
         )
     else:
         ids = list(event_ids or [])
@@ -262,7 +264,12 @@ def mark_seen(
                 event_ids=[r.event.id for r in rows if not r.is_seen],
                 is_all=False,
             )
-        _, head_ord = event_store.select_head(tx, ws)
+        # Under the shared lock, like the "all" operations: the head and the count of
+        # other members' private events above the watermark must come from the same
+        # moment, or an event committed between the two statements (each statement of a
+        # PostgreSQL write transaction sees the latest commits) would be subtracted
+        # without having been added.
+        _, head_ord = _head(tx, ws)
     return state_store.count_unseen(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
@@ -308,6 +315,7 @@ def archive_events(
             action=StateAction.ARCHIVED if archive else StateAction.RESTORED,
             event_ids=[],
             is_all=True,
+            upto_seq=head_seq,
         )
         return moved
     ids = list(event_ids or [])

@@ -101,9 +101,17 @@ class WorkspaceSummary:
 
 
 def unseen_count(tx: Tx, *, user_id: str, workspace_id: str) -> int:
-    """Unseen events in the viewer's Inbox of that workspace (exact, history-independent)."""
-    _, head_ord = event_store.select_head(tx, workspace_id)
+    """Unseen events in the viewer's Inbox of that workspace (exact, history-independent).
+
+    In a write transaction (PostgreSQL: each statement sees the latest commits) it takes
+    the workspace's shared lock before reading the head, so that no event commits between
+    reading the head and counting; a read transaction reads one snapshot anyway. The
+    viewer's lock (``select_marks``) comes first, the order every state change uses.
+    """
     marks = state_store.select_marks(tx, user_id=user_id, workspace_id=workspace_id)
+    if tx.is_write:
+        store.lock_workspace(tx, workspace_id, exclusive=False)
+    _, head_ord = event_store.select_head(tx, workspace_id)
     return state_store.count_unseen(
         tx, user_id=user_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
     )

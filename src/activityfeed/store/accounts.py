@@ -80,11 +80,21 @@ def lock_workspace(tx: Tx, workspace_id: str, *, exclusive: bool) -> None:
     commits; "mark all seen"/"archive all" take it shared before reading the newest
     ``seq``. So a watermark never passes over an event that commits later with a smaller
     ``seq`` (the archive-all race). SQLite writers are serialised already.
+
+    The exclusive mode is ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every insert of a
+    row that references the workspace (an API key, a resource, the event itself) has
+    PostgreSQL take ``FOR KEY SHARE`` on it for the foreign key, which ``FOR UPDATE``
+    conflicts with. Two transactions that each inserted such a row and then asked for
+    ``FOR UPDATE`` waited for each other: a deadlock (two keys created at once).
+    ``FOR NO KEY UPDATE`` still excludes other writers and ``FOR SHARE``.
     """
     if tx.dialect != "postgresql":
         return
     stmt = select(workspaces.c.id).where(workspaces.c.id == workspace_id)
-    tx.conn.execute(stmt.with_for_update(read=not exclusive))
+    if exclusive:
+        tx.conn.execute(stmt.with_for_update(key_share=True))
+    else:
+        tx.conn.execute(stmt.with_for_update(read=True))
 
 
 def insert_membership(tx: Tx, *, workspace_id: str, user_id: str, role: Role, at: datetime) -> None:

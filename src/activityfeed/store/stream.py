@@ -36,6 +36,8 @@ class Change:
     event_ids: list[str]
     is_all: bool
     created_at: datetime
+    #: For an "all" change: the newest event ``seq`` it covered (the head when it ran).
+    upto_seq: int | None = None
 
 
 def notify_events(tx: Tx, workspace_id: str) -> None:
@@ -51,12 +53,15 @@ def insert_change(
     action: StateAction,
     event_ids: Sequence[str],
     is_all: bool,
+    upto_seq: int | None = None,
 ) -> None:
     """Record a state change for the user's other tabs, and wake them at commit.
 
     The caller holds the viewer's lock for the workspace (``select_marks`` in a write
     transaction), so ``prev_seq`` is really the previous change. ``created_at`` is the
-    wall clock: it only decides when the row is pruned and orders replays.
+    wall clock: it only decides when the row is pruned and orders replays. An "all"
+    change gives ``upto_seq``, the head it covered, so that each row says exactly which
+    events it changed (the id list of an "all" change is empty).
     """
     prev = tx.conn.execute(
         select(func.coalesce(func.max(stream_changes.c.seq), 0)).where(
@@ -69,7 +74,11 @@ def insert_change(
             user_id=user_id,
             prev_seq=int(prev),
             action=action.value,
-            payload={"eventIds": list(event_ids), "all": is_all},
+            payload={
+                "eventIds": list(event_ids),
+                "all": is_all,
+                **({"uptoSeq": upto_seq} if upto_seq is not None else {}),
+            },
             created_at=datetime.now(UTC),
         )
     )
@@ -112,6 +121,7 @@ def _change(row: Any) -> Change:
         event_ids=[str(i) for i in payload.get("eventIds", [])],
         is_all=bool(payload.get("all", False)),
         created_at=row.created_at,
+        upto_seq=int(payload["uptoSeq"]) if payload.get("uptoSeq") is not None else None,
     )
 
 
