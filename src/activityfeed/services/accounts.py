@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -144,7 +145,8 @@ def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Se
             wait = (oldest + timedelta(seconds=settings.login_window_seconds)) - now
             raise TooManyRequests(
                 "Too many failed sign-in attempts; wait a few minutes and try again.",
-                retry_after=int(wait.total_seconds()) + 1,
+                # Rounded up: at that moment the oldest failure has left the window.
+                retry_after=math.ceil(wait.total_seconds()),
             )
 
 
