@@ -73,6 +73,8 @@ def create_app(
         version=__version__,
         docs_url="/api/docs",
         redoc_url=None,
+        # No OAuth2 here; its redirect page is an inline script the CSP would block anyway.
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.settings = settings
