@@ -103,6 +103,7 @@ def _with_boom(app: Any) -> Any:
     return app
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_every_kind_of_answer_carries_the_headers(settings, db, clock, scheme):
     """API JSON, errors of every status (401, 403, 404, 405, 413 from the body limit, 422,
@@ -124,6 +125,7 @@ def test_every_kind_of_answer_carries_the_headers(settings, db, clock, scheme):
         assert_hardened(response, name, https=scheme == "https")
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_hsts_when_the_operator_says_https(settings, db, clock):
     """Behind a proxy that does not forward the scheme, ACTIVITYFEED_COOKIE_SECURE (the
     operator's word that the site is HTTPS) turns HSTS on for every answer."""
@@ -205,6 +207,7 @@ def hostile_world(app: Any, db: Any, clock: Any) -> World:
     return world
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_user_text_is_escaped_on_every_page(app, db, clock):
     """Names, descriptions, metadata keys and values, file names, key names and profile
     text set to ``<script>``, ``<img onerror>`` and ``"onmouseover=`` show as text on

@@ -55,6 +55,7 @@ def chunks(data: bytes, size: int = 1000) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_request_body_limit_on_every_route(small: World):
     """A body over the limit is 413 payload_too_large on every state-changing route but
     the uploads (which have their own limit), whether Content-Length declares it or the
@@ -79,6 +80,7 @@ def test_request_body_limit_on_every_route(small: World):
     assert changed_tables(before, dump(small.db)) == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_upload_limit(small: World):
     """A file over the upload limit is 413 upload_too_large (API) and the page says so
     with the same status; nothing is stored."""
@@ -177,6 +179,7 @@ LIST_LIMITS = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_list_limits(browser: Browser):
     """Search length, page size and page number: 422 invalid_request naming the
     parameter, on the API and (same status, with the message) on the Activity page."""
@@ -217,6 +220,7 @@ def test_metadata_size_and_depth(app, client, db, clock):
     assert ok.status_code == 201, ok.text
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
 def test_text_fields_have_limits(browser: Browser):
     """Names, descriptions and profile text have documented maximum lengths (422)."""
     error(browser.post("/api/workspaces", json={"name": "x" * 201}), 422, "invalid_request", "name")
