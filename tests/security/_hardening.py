@@ -73,6 +73,8 @@ class World:
     key_id: str
     resources: dict[str, str] = field(default_factory=dict)
     newcomer: User | None = None
+    #: The owner's password now (the password-change routes change it).
+    password: str = PASSWORD
 
     def url(self, path: str) -> str:
         """``path`` with its parameters pointing at this world's things."""
@@ -137,10 +139,10 @@ class Call:
 def _valid_calls(w: World) -> dict[tuple[str, str], Call]:
     newcomer = w.newcomer.email if w.newcomer else "nobody@example.com"
     calls: dict[tuple[str, str], Call] = {
-        ("POST", "/api/auth/login"): Call(json={"email": w.owner.email, "password": PASSWORD}),
+        ("POST", "/api/auth/login"): Call(json={"email": w.owner.email, "password": w.password}),
         ("POST", "/api/auth/logout"): Call(),
         ("POST", "/api/auth/password"): Call(
-            json={"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"}
+            json={"currentPassword": w.password, "newPassword": w.password + "!"}
         ),
         ("POST", "/api/workspaces"): Call(json={"name": "Another"}),
         ("POST", "/api/workspaces/{slug}/members"): Call(
@@ -155,7 +157,7 @@ def _valid_calls(w: World) -> dict[tuple[str, str], Call]:
         ("POST", "/api/events"): Call(json=event_body(2)),
         ("PATCH", "/api/settings/profile"): Call(json={"bio": "after"}),
         ("POST", "/api/onboarding/complete"): Call(),
-        ("POST", "/login"): Call(form={"email": w.owner.email, "password": PASSWORD}),
+        ("POST", "/login"): Call(form={"email": w.owner.email, "password": w.password}),
         ("POST", "/logout"): Call(form={}),
         ("POST", "/activity/mark-seen"): Call(form={"return_to": "/activity"}),
         ("POST", "/activity/archive"): Call(form={"all": "1", "archive": "1"}),
@@ -163,6 +165,9 @@ def _valid_calls(w: World) -> dict[tuple[str, str], Call]:
         ("POST", "/activity/undo"): Call(form={"event_id": w.settings_event_id}),
         ("POST", "/settings/profile"): Call(
             form={"name": "Owner", "bio": "form", "timezone": "UTC", "email_digest": "daily"}
+        ),
+        ("POST", "/settings/password"): Call(
+            form={"current_password": w.password, "new_password": w.password + "!"}
         ),
         ("POST", "/settings/api-keys"): Call(form={"name": "form key"}),
         ("POST", "/settings/api-keys/{key_id}/revoke"): Call(form={}),

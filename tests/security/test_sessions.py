@@ -285,3 +285,28 @@ def test_sign_in_is_limited_per_address(settings, db, clock):
     assert response.json()["error"]["code"] == "too_many_attempts"
     # Nothing moved the clock: the first failure leaves the window in exactly 300 s.
     assert response.headers["Retry-After"] == "300"
+
+
+def test_password_change_from_the_settings_page(app, db, clock):
+    """The no-JavaScript form does the same: a wrong current password shows the page
+    with the message (422) and changes nothing; the right one ends every other session
+    and comes back to the profile with a notice."""
+    user = make_user(db, clock)
+    here, other = Browser(app, user.email), Browser(app, user.email)
+
+    def post(current: str) -> Any:
+        fields = {"current_password": current, "new_password": NEW_PASSWORD}
+        return here.client.post(
+            "/settings/password", data={**fields, "csrf_token": here.csrf}, follow_redirects=False
+        )
+
+    wrong = post("not it at all")
+    assert wrong.status_code == 422
+    assert "The current password is wrong." in wrong.text
+    assert other.get("/api/auth/me").status_code == 200
+    done = post(PASSWORD)
+    assert done.status_code == 303
+    assert done.headers["location"] == "/settings/profile?saved=password"
+    assert "every other browser was signed out" in here.get(done.headers["location"]).text
+    assert other.get("/api/auth/me").status_code == 401
+    assert login(anonymous(app), user.email, NEW_PASSWORD).status_code == 200
