@@ -24,6 +24,7 @@ from activityfeed.domain import profiles
 from activityfeed.domain.accounts import User
 from activityfeed.domain.resources import Resource, Upload
 from activityfeed.errors import NotFound
+from activityfeed.services import integrity
 from activityfeed.services.accounts import normalise_email
 from activityfeed.services.events import event_json, rfc3339
 from activityfeed.services.settings import get_profile
@@ -46,6 +47,7 @@ PARTS = (
     "api_keys.jsonl",
     "resources.jsonl",
     "events.jsonl",
+    "chain.jsonl",
     "manifest.json",
 )
 
@@ -320,6 +322,12 @@ def _archive(
             ("api_keys.jsonl", _api_key_records(keys)),
             ("resources.jsonl", iter_resources(tx, user=user, joined=joined)),
             ("events.jsonl", _event_records(tx, user=user, joined=joined, progress=progress)),
+            (
+                "chain.jsonl",
+                integrity.chain_records(
+                    tx, user_id=user.id, workspace_ids=[j.membership.workspace.id for j in joined]
+                ),
+            ),
         ]
         for name, records in parts:
             yield from _write_jsonl(zf, sink, name, records, now=now, counts=counts)

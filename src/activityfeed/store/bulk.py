@@ -2,8 +2,9 @@
 
 ``append_events`` writes many rows of one workspace in one statement and keeps the
 invariants ``store.events.insert_events`` keeps: ``seq`` increasing in arrival order,
-``ws_ord`` dense per workspace in ``seq`` order, and the search index (SQLite's FTS5
-table is fed by its insert trigger; PostgreSQL's trigram index by the insert itself).
+``ws_ord`` dense per workspace in ``seq`` order, the search index and day counts
+(``index_batch`` on SQLite; PostgreSQL's indexes and trigger), and the hash chain (one
+checkpoint per call, ``store.chain``).
 It skips what only matters for live traffic (no NOTIFY, no per-event ``Event`` objects).
 
 The scratch table functions give the benchmark a copy of ``events`` (same columns and
@@ -18,7 +19,9 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
+from activityfeed.domain import chain
 from activityfeed.store import accounts as account_store
+from activityfeed.store import chain as chain_store
 from activityfeed.store import events as event_store
 from activityfeed.store.db import Tx
 from activityfeed.store.schema import events
@@ -56,7 +59,8 @@ def append_events(tx: Tx, workspace_id: str, rows: Sequence[dict[str, Any]]) -> 
         # The indexes of a long history do not fit SQLite's default 2 MB page cache;
         # a bigger one for this connection keeps their upper levels in memory.
         tx.conn.exec_driver_sql(f"PRAGMA cache_size = -{LOAD_CACHE_KB}")
-    _, head_ord = event_store.select_head(tx, workspace_id)
+    head = chain_store.select_head(tx, workspace_id)
+    head_ord = head.ws_ord
     if not rows:
         return head_ord
     seqs = _next_seqs(tx, len(rows))
@@ -69,6 +73,8 @@ def append_events(tx: Tx, workspace_id: str, rows: Sequence[dict[str, Any]]) -> 
     if tx.dialect == "sqlite":
         # What PostgreSQL's triggers do: the search index and the per-day counts.
         event_store.index_batch(tx, seqs[0], seqs[-1])
+    # The batch's tamper-evidence checkpoint, as insert_events writes it.
+    chain_store.append_checkpoint(tx, workspace_id, head, [chain.values_of(r) for r in out])
     return head_ord + len(rows)
 
 

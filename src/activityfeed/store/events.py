@@ -40,6 +40,7 @@ from activityfeed.domain.events import (
 )
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
+from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
 from activityfeed.store.schema import event_day_counts, event_states, events
 
@@ -99,12 +100,15 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
 
     The caller holds the workspace's write lock (``lock_workspace(exclusive=True)``) so
     that ``ws_ord`` stays dense and follows ``seq``. A batch costs a constant number of
-    statements whatever its size: the head, the ``seq`` values, one ``executemany`` and,
-    on SQLite, one statement that adds the batch to the search index.
+    statements whatever its size: the head, the ``seq`` values, one ``executemany``, on
+    SQLite one statement that adds the batch to the search index, and the batch's
+    hash-chain checkpoint (``store.chain``).
     """
     if not new:
         return []
-    _, head_ord = select_head(tx, workspace_id)
+    # The head and the chain's newest digest in one statement (tamper evidence).
+    head = chain_store.select_head(tx, workspace_id)
+    head_ord = head.ws_ord
     seqs = _allocate_seqs(tx, len(new))
     sql, procs = _insert_plan(tx.conn.dialect)
     dt, js = procs
@@ -163,6 +167,12 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
     tx.conn.exec_driver_sql(sql, params)
     if tx.dialect == "sqlite":
         index_batch(tx, seqs[0], seqs[-1])
+    chain_store.append_checkpoint(
+        tx,
+        workspace_id,
+        head,
+        [chain_store.event_values(e, head_ord + i) for i, e in enumerate(out, start=1)],
+    )
     return out
 
 

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -16,11 +16,12 @@ from activityfeed.domain.events import EventView
 from activityfeed.errors import InvalidRequest, PayloadTooLarge
 from activityfeed.services import apikeys
 from activityfeed.services.ingest import MAX_BATCH, IngestItem, ingest_events
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, api_key_auth, ctx
 from activityfeed.web.errors import validation_message
 from activityfeed.web.schemas import EventCreate, event_public
 
-router = APIRouter(prefix="/api/events", tags=["ingestion"])
+router = auth_policy.router(auth=auth_policy.Auth.API_KEY, prefix="/api/events", tags=["ingestion"])
 
 
 def _not_json(name: str) -> Any:
