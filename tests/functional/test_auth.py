@@ -677,17 +677,18 @@ def test_get_never_needs_the_token(signed_in):
         assert browser.client.get(url, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
 
 
-def test_html_form_post_with_csrf_token_field(app, db, clock):
-    """A plain HTML form (no JavaScript) sends the token as the csrf_token field."""
+def test_json_routes_refuse_form_bodies_even_with_the_token(app, db, clock):
+    """The JSON API never takes a form: an HTML form on another site could send one
+    without a preflight. HTML forms post to the pages' routes (``/logout`` here), which
+    take the ``csrf_token`` field."""
     user = make_user(db, clock)
     browser = Browser(app, user.email)
-    wrong = browser.client.post("/api/auth/logout", data={"csrf_token": "nope"})
-    assert_error(wrong, 403, "csrf_failed")
-    missing = browser.client.post("/api/auth/logout", data={"other": "x"})
-    assert_error(missing, 403, "csrf_failed")
+    for data in ({"csrf_token": "nope"}, {"other": "x"}, {"csrf_token": browser.csrf}):
+        refused = browser.client.post("/api/auth/logout", data=data)
+        assert_error(refused, 403, "csrf_failed")
     assert browser.get("/api/workspaces").status_code == 200
-    ok = browser.client.post("/api/auth/logout", data={"csrf_token": browser.csrf})
-    assert ok.status_code == 200, ok.text
+    ok = browser.client.post("/logout", data={"csrf_token": browser.csrf}, follow_redirects=False)
+    assert ok.status_code == 303, ok.text
     assert_error(browser.get("/api/workspaces"), 401, "not_authenticated")
 
 

@@ -147,7 +147,6 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # ---- public: the same for everyone -------------------------------------------------
     ("GET", "/api/openapi.json"): PUBLIC,
     ("GET", "/api/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("POST", "/api/auth/login"): PUBLIC,
     ("GET", "/"): PUBLIC,
     ("GET", "/login"): PUBLIC,
@@ -158,6 +157,12 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     # ---- accounts and workspaces -----------------------------------------------------------
     ("POST", "/api/auth/logout"): _no_id(
         "ends the caller's own session", "POST", "/api/auth/logout"
+    ),
+    ("POST", "/api/auth/password"): _no_id(
+        "the caller's own password",
+        "POST",
+        "/api/auth/password",
+        json={"currentPassword": "not the password", "newPassword": "a new password"},
     ),
     ("GET", "/api/auth/me"): _no_id("the caller's own session", "GET", "/api/auth/me"),
     ("GET", "/api/workspaces"): _no_id("the caller's own memberships", "GET", "/api/workspaces"),
@@ -271,6 +276,12 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/settings/profile"): _no_id("the caller's own profile", "GET", "/settings/profile"),
     ("POST", "/settings/profile"): _no_id(
         "the caller's own profile", "POST", "/settings/profile", form={"name": "Changed"}
+    ),
+    ("POST", "/settings/password"): _no_id(
+        "the caller's own password",
+        "POST",
+        "/settings/password",
+        form={"current_password": "not the password", "new_password": "a new password"},
     ),
     ("GET", "/settings/api-keys"): _no_id(
         "the session's active workspace", "GET", "/settings/api-keys"

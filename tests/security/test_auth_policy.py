@@ -24,7 +24,6 @@ from tests.security.world import Actor, build_world, diff, dump, send
 PUBLIC = {
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),
-    ("GET", "/docs/oauth2-redirect"),
     ("POST", "/api/auth/login"),
     ("GET", "/"),
     ("GET", "/login"),

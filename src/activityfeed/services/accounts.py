@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -9,10 +10,12 @@ from datetime import datetime, timedelta
 
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import Membership, Session, User, Workspace
+from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.ids import digest, new_id, new_secret
 from activityfeed.domain.workspaces import Role, slugify
 from activityfeed.errors import Conflict, InvalidRequest, NotAuthenticated, TooManyRequests
 from activityfeed.services import passwords
+from activityfeed.services.events import record_event
 from activityfeed.store import accounts as store
 from activityfeed.store.db import Tx
 
@@ -142,7 +145,8 @@ def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Se
             wait = (oldest + timedelta(seconds=settings.login_window_seconds)) - now
             raise TooManyRequests(
                 "Too many failed sign-in attempts; wait a few minutes and try again.",
-                retry_after=int(wait.total_seconds()) + 1,
+                # Rounded up: at that moment the oldest failure has left the window.
+                retry_after=math.ceil(wait.total_seconds()),
             )
 
 
@@ -238,6 +242,57 @@ def touch_session(tx: Tx, session: Session, *, now: datetime) -> None:
 def sign_out(tx: Tx, session: Session, *, now: datetime) -> None:
     """End this session (only this one) on the server, at once."""
     store.end_session(tx, session.id_hash, now)
+
+
+def change_password(
+    tx: Tx,
+    session: Session,
+    *,
+    current_password: str,
+    new_password: str,
+    address: str,
+    now: datetime,
+    settings: Settings,
+) -> int:
+    """Set a new password and end every other session of the user; returns how many.
+
+    The calling session stays signed in; every other browser (perhaps a thief's) must
+    sign in again with the new password. Records a ``settings`` ``updated`` event (no
+    secret in it, and nothing undo could replay). The current password is checked under
+    the sign-in rate limit: ``TooManyRequests`` after too many failures, and
+    ``InvalidRequest`` naming ``currentPassword`` when it is wrong (the caller records
+    that failure in its own transaction, as for sign-in).
+    """
+    user = session.user
+    _check_rate(tx, email=user.email, address=address, now=now, settings=settings)
+    found = store.select_user_by_email(tx, user.email)
+    if found is None or not passwords.verify_password(found[1], current_password):
+        raise InvalidRequest("The current password is wrong.", field="currentPassword")
+    if not passwords.MIN_LENGTH <= len(new_password) <= passwords.MAX_LENGTH:
+        raise InvalidRequest(
+            f"The password must have {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters.",
+            field="newPassword",
+        )
+    store.update_password_hash(tx, user.id, passwords.hash_password(new_password))
+    ended = store.end_user_sessions(tx, user.id, now, keep=session.id_hash)
+    workspace = store.select_personal_workspace(tx, user.id)
+    assert workspace is not None, "every user has a personal workspace"
+    record_event(
+        tx,
+        EventDraft(
+            workspace_id=workspace.id,
+            resource_type=ResourceType.SETTINGS,
+            action=Action.UPDATED,
+            resource_id=user.id,
+            resource_name="password",
+            actor=Actor(id=user.id, name=user.name, email=user.email),
+            source=Source(kind=SourceKind.UI),
+            description="Changed the password",
+            metadata={"passwordChanged": True, "endedSessions": ended},
+        ),
+        now=now,
+    )
+    return ended
 
 
 def memberships(tx: Tx, user_id: str) -> list[Membership]:

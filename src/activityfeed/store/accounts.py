@@ -227,11 +227,12 @@ def end_session(tx: Tx, id_hash: str, at: datetime) -> None:
     )
 
 
-def end_user_sessions(tx: Tx, user_id: str, at: datetime, *, keep: str | None = None) -> None:
+def end_user_sessions(tx: Tx, user_id: str, at: datetime, *, keep: str | None = None) -> int:
+    """End the user's open sessions but ``keep``; returns how many were ended."""
     stmt = update(sessions).where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
     if keep is not None:
         stmt = stmt.where(sessions.c.id_hash != keep)
-    tx.conn.execute(stmt.values(ended_at=at))
+    return tx.conn.execute(stmt.values(ended_at=at)).rowcount
 
 
 def insert_login_failure(tx: Tx, *, email: str, address: str, at: datetime) -> None:

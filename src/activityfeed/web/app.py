@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from activityfeed import __version__
 from activityfeed.config import Settings
@@ -36,6 +37,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _App(FastAPI):
+    """FastAPI with ``SecurityHeaders`` outside everything else.
+
+    Middleware added with ``add_middleware`` runs inside Starlette's
+    ``ServerErrorMiddleware``, so a 500 (and anything answered further out) would go
+    without the headers; wrapping the whole stack here covers every answer.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return SecurityHeaders(super().build_middleware_stack(), hsts=settings.cookie_secure)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -53,12 +67,14 @@ def create_app(
         finally:
             await broker.aclose()
 
-    app = FastAPI(
+    app = _App(
         lifespan=lifespan,
         title="Activity Feed",
         version=__version__,
         docs_url="/api/docs",
         redoc_url=None,
+        # No OAuth2 here; its redirect page is an inline script the CSP would block anyway.
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
     )
     # Routes added on the app itself are session-only unless declared otherwise.
@@ -86,7 +102,6 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(SecurityHeaders)
     # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOAD_PATHS)
     # Every route must say which authentication it accepts (web/auth_policy.py).

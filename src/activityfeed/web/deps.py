@@ -78,10 +78,29 @@ def check_origin(request: Request, settings: Settings) -> None:
         raise Forbidden("Requests from another site are refused.", code="csrf_failed")
 
 
+#: Bodies a cross-site page can send without a CORS preflight (an HTML form, a
+#: "simple" fetch). The JSON API never takes one, except an upload's multipart form.
+SIMPLE_BODY_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+
+def _is_json_route(request: Request) -> bool:
+    return request.url.path.startswith("/api/") and not UPLOAD_PATHS.match(request.url.path)
+
+
 async def _csrf_token_from(request: Request) -> str | None:
+    content_type = request.headers.get("content-type", "").lower()
+    if _is_json_route(request):
+        # The JSON API takes the token from the header only, which a cross-site page can
+        # send only after a CORS preflight this app never grants; and it refuses form
+        # bodies outright, so an HTML form on another site cannot reach it at all.
+        if content_type.startswith(SIMPLE_BODY_TYPES):
+            raise Forbidden(
+                "This route takes a JSON body (Content-Type: application/json).",
+                code="csrf_failed",
+            )
+        return request.headers.get(CSRF_HEADER)
     if token := request.headers.get(CSRF_HEADER):
         return token
-    content_type = request.headers.get("content-type", "")
     if UPLOAD_PATHS.match(request.url.path):
         # An upload's body is streamed by its route under its own size limit; parsing it
         # here would spool a file of any size before the token is even known.
@@ -94,9 +113,9 @@ async def _csrf_token_from(request: Request) -> str | None:
 
 
 def _session_from(request: Request, c: Ctx) -> Session | None:
-    value = request.cookies.get(cookie_name(request, c.settings)) or request.cookies.get(
-        SESSION_COOKIE
-    )
+    # Only the cookie of this scheme: over HTTPS a plain ``af_session`` may have been
+    # planted by a sibling subdomain or an HTTP page, which ``__Host-`` rules out.
+    value = request.cookies.get(cookie_name(request, c.settings))
     if not value:
         return None
     now = c.now()

@@ -112,21 +112,38 @@ SECURITY_HEADERS = [
 ]
 
 
+#: One year; no ``includeSubDomains``, since other hosts of the operator's domain may
+#: still be plain HTTP.
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    """Add ``SECURITY_HEADERS`` to every answer (and ``no-store`` to the API's).
+
+    HSTS is sent only on HTTPS requests (the scheme uvicorn sets from a trusted proxy's
+    ``X-Forwarded-Proto``), or on every request when ``hsts`` is on (the operator's
+    ``ACTIVITYFEED_COOKIE_SECURE``, which says the site is served over HTTPS): over plain
+    HTTP browsers ignore it, and a demo on ``http://localhost`` must not be pinned.
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        extra = list(SECURITY_HEADERS)
+        if self.hsts or scope.get("scheme") == "https":
+            extra.append(HSTS)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in SECURITY_HEADERS if k not in present)
-                if scope.get("path", "").startswith("/api/"):
+                headers.extend((k, v) for k, v in extra if k not in present)
+                if scope.get("path", "").startswith("/api/") and b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)

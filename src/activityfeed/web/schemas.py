@@ -44,6 +44,11 @@ class LoginRequest(Wire):
     password: Annotated[str, StringConstraints(max_length=1024)]
 
 
+class PasswordChange(Wire):
+    current_password: Annotated[str, StringConstraints(max_length=1024)]
+    new_password: Annotated[str, StringConstraints(max_length=1024)]
+
+
 class WorkspaceCreate(Wire):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Depends, Request, Response
 
 from activityfeed.domain.accounts import Session
-from activityfeed.errors import NotAuthenticated
+from activityfeed.errors import InvalidRequest, NotAuthenticated
 from activityfeed.services import accounts, workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import (
@@ -21,7 +21,13 @@ from activityfeed.web.deps import (
     is_secure,
     session_auth,
 )
-from activityfeed.web.schemas import LoginRequest, membership_public, user_public, workspace_public
+from activityfeed.web.schemas import (
+    LoginRequest,
+    PasswordChange,
+    membership_public,
+    user_public,
+    workspace_public,
+)
 
 router = auth_policy.router(prefix="/api/auth", tags=["auth"])
 
@@ -86,6 +92,39 @@ def logout(
             name, path="/", secure=name == SECURE_SESSION_COOKIE, httponly=True, samesite="lax"
         )
     return {"success": True}
+
+
+@router.post("/password")
+def change_password(
+    body: PasswordChange,
+    request: Request,
+    session: Session = Depends(session_auth),
+    c: Ctx = Depends(ctx),
+) -> dict[str, Any]:
+    """Change the password; every other session of the user ends at once."""
+    now = c.now()
+    address = client_address(request)
+    try:
+        with c.db.write() as tx:
+            ended = accounts.change_password(
+                tx,
+                session,
+                current_password=body.current_password,
+                new_password=body.new_password,
+                address=address,
+                now=now,
+                settings=c.settings,
+            )
+    except InvalidRequest as exc:
+        if exc.field == "currentPassword":
+            # A wrong current password counts like a failed sign-in, so a stolen session
+            # cannot be used to guess the password faster than the sign-in form allows.
+            with c.db.write() as tx:
+                accounts.record_failure(
+                    tx, email=session.user.email, address=address, now=now, settings=c.settings
+                )
+        raise
+    return {"success": True, "endedSessions": ended}
 
 
 @router.get("/me")

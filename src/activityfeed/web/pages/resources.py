@@ -263,15 +263,17 @@ def _make_pages(kind: ResourceKind) -> None:
             return _login_redirect(request)
         received = None
         try:
-            await run_in_threadpool(
-                precheck_upload, c, session, kind=kind, resource_id=resource_id, workspace=None
-            )
             received = await receive_upload(
                 request,
                 tmp_dir=Blobs(c.settings.data_dir).new_tmp_dir(),
                 max_bytes=c.settings.max_upload_bytes,
             )
+            # The token is in the body, so the body (under its size limit) comes first;
+            # nothing about the resource is looked at for a request that may be forged.
             check_csrf(session, received.fields.get("csrf_token"))
+            await run_in_threadpool(
+                precheck_upload, c, session, kind=kind, resource_id=resource_id, workspace=None
+            )
             await run_in_threadpool(
                 store_upload,
                 c,

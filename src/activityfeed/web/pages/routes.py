@@ -7,10 +7,11 @@ these (issue 3).
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -135,9 +136,34 @@ def login_page(request: Request, next: str = "/activity") -> Response:
     )
 
 
+def _is_blank(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch)[0] == "C"
+
+
 def _safe_next(target: str) -> str:
-    # Only local paths: an open redirect would make the sign-in page a phishing tool.
-    return target if target.startswith("/") and not target.startswith("//") else "/activity"
+    """``target`` when it is a path on this site, else ``/activity``.
+
+    An open redirect would make the sign-in page a phishing tool. Browsers read
+    ``/\\host`` as ``//host`` (another site), drop tabs and newlines from URLs, and some
+    proxies decode ``%5C`` and ``%2F``; so the path is judged after percent-decoding, and
+    a backslash, blank or control character in it (or raw anywhere) refuses it.
+    """
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    path = decoded.split("?", 1)[0].split("#", 1)[0]
+    parts = urlsplit(decoded)
+    is_local = (
+        len(target) <= 2000
+        and path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and not parts.scheme
+        and not parts.netloc
+        and not any(_is_blank(ch) for ch in path)
+        and not any(_is_blank(ch) for ch in target)
+    )
+    return target if is_local else "/activity"
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -293,7 +319,11 @@ def activity_page(request: Request, c: Ctx = Depends(ctx)) -> Response:
     session = _signed_in(request)
     if session is None:
         return _login_redirect(request)
-    return templates.TemplateResponse(request, "activity.html", _feed(request, c, session))
+    context = _feed(request, c, session)
+    # A bad filter (a search over 200 characters, page 0, ...) shows the page with the
+    # message, answered 422 like the API, rather than a silent 200.
+    status = 422 if context["error"] is not None else 200
+    return templates.TemplateResponse(request, "activity.html", context, status_code=status)
 
 
 #: At most this many ids per fragment request (a burst of live events comes in one).

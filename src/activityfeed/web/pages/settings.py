@@ -18,10 +18,10 @@ from starlette.datastructures import FormData
 from activityfeed.domain import profiles as p
 from activityfeed.domain.accounts import Scope, Session
 from activityfeed.domain.events import SourceKind
-from activityfeed.errors import AppError, InvalidRequest
-from activityfeed.services import apikeys, settings, workspaces
+from activityfeed.errors import AppError, InvalidRequest, TooManyRequests
+from activityfeed.services import accounts, apikeys, settings, workspaces
 from activityfeed.web import auth_policy
-from activityfeed.web.deps import Ctx, ctx, session_from_cookie
+from activityfeed.web.deps import Ctx, client_address, ctx, session_from_cookie
 from activityfeed.web.pages.routes import (
     _login_redirect,
     _safe_next,
@@ -76,6 +76,7 @@ def _profile_page(
     status: int = 200,
     notice: str | None = None,
     error: AppError | None = None,
+    password_error: str | None = None,
 ) -> Response:
     return _render(
         request,
@@ -90,6 +91,7 @@ def _profile_page(
         notice=notice,
         error=error.message if error else None,
         error_field=error.field if isinstance(error, InvalidRequest) else None,
+        password_error=password_error,
     )
 
 
@@ -100,7 +102,11 @@ def profile_page(request: Request, saved: str | None = None, c: Ctx = Depends(ct
         return _login_redirect(request)
     with c.db.read() as tx:
         profile = settings.get_profile(tx, user_id=session.user.id)
-    notice = {"1": "Profile saved.", "0": "Nothing changed."}.get(saved or "")
+    notice = {
+        "1": "Profile saved.",
+        "0": "Nothing changed.",
+        "password": "Password changed; every other browser was signed out.",
+    }.get(saved or "")
     return _profile_page(request, session, profile.values, notice=notice)
 
 
@@ -139,6 +145,52 @@ async def profile_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     except InvalidRequest as exc:
         return _profile_page(request, session, patch, status=exc.status, error=exc)
     return RedirectResponse(f"/settings/profile?saved={int(changed)}", status_code=303)
+
+
+@router.post("/settings/password", response_class=HTMLResponse)
+async def password_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
+    """No-JavaScript password change (``POST /api/auth/password``'s rules)."""
+    session = await form_session(request)
+    if isinstance(session, Response):
+        return session
+    form = await request.form()
+    current = form.get("current_password", "")
+    new = form.get("new_password", "")
+    now = c.now()
+    address = client_address(request)
+
+    def work() -> None:
+        try:
+            with c.db.write() as tx:
+                accounts.change_password(
+                    tx,
+                    session,
+                    current_password=current if isinstance(current, str) else "",
+                    new_password=new if isinstance(new, str) else "",
+                    address=address,
+                    now=now,
+                    settings=c.settings,
+                )
+        except InvalidRequest as exc:
+            if exc.field == "currentPassword":
+                with c.db.write() as tx:
+                    accounts.record_failure(
+                        tx, email=session.user.email, address=address, now=now, settings=c.settings
+                    )
+            raise
+
+    try:
+        await run_in_threadpool(work)
+    except (InvalidRequest, TooManyRequests) as exc:
+        with c.db.read() as tx:
+            profile = settings.get_profile(tx, user_id=session.user.id)
+        page = _profile_page(
+            request, session, profile.values, status=exc.status, password_error=exc.message
+        )
+        if isinstance(exc, TooManyRequests):
+            page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    return RedirectResponse("/settings/profile?saved=password", status_code=303)
 
 
 # ---- API keys -----------------------------------------------------------------------------
