@@ -24,6 +24,7 @@ from activityfeed.domain.events import ResourceType
 from activityfeed.domain.ids import digest
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import export as export_service
+from activityfeed.services import integrity
 from activityfeed.store.schema import api_keys, events, memberships
 from tests.factories import (
     Browser,
@@ -122,7 +123,21 @@ def make_scene(app, client, db, clock) -> Scene:
     restore = browser.post("/api/activity/archive", json=restore_body)
     assert restore.json()["updated"] == 2
     clock.advance(minutes=1)
-    late = _ids(ingest(client, my_team_key, {"events": [event_body(100 + i) for i in range(3)]}))
+    # Metadata of every JSON kind (non-ASCII text, nesting, numbers, a redacted secret):
+    # the export writes it from the stored text, and it must read as the feed shows it.
+    metadata = {
+        "note": 'Zürich \u2013 東京 😀 "quoted" \\ line\nbreak',
+        "nested": {"list": [1, 2.5, -0.0, 1e-7, None, True], "empty": {}},
+        "big": 10**20,
+        "password": "hunter2",
+    }
+    late = _ids(
+        ingest(
+            client,
+            my_team_key,
+            {"events": [event_body(100 + i, metadata=metadata) for i in range(3)]},
+        )
+    )
     assert browser.post("/api/activity/archive", json={"eventIds": late[:1]}).status_code == 200
     assert browser.post("/api/activity/mark-seen", json={"eventIds": late[1:2]}).status_code == 200
 
@@ -180,7 +195,7 @@ def feed_states(browser: Browser, slug: str, since) -> dict[str, dict[str, Any]]
     return found
 
 
-def test_export_holds_every_part_as_the_database_and_feed_say(app, client, db, clock):
+def test_export_holds_every_part_as_the_database_and_feed_say(app, client, db, clock, tmp_path):
     """Each part matches the database; events are exactly what the user can see across
     their workspaces (Inbox and Archive) with the feed's seen/archived flags."""
     scene = make_scene(app, client, db, clock)
@@ -297,7 +312,20 @@ def test_export_holds_every_part_as_the_database_and_feed_say(app, client, db, c
         "api_keys.jsonl": 2,
         "resources.jsonl": 2,
         "events.jsonl": len(lines),
+        "chain.jsonl": len(jsonl(parts["chain.jsonl"])),
     }
+    # The chain part verifies offline, and carries other people's private events only as
+    # hashes (docs/export.md, "chain.jsonl").
+    chain_lines = jsonl(parts["chain.jsonl"])
+    assert not scene.hidden_ids & {c.get("id") for c in chain_lines}
+    assert any("leaf" in c for c in chain_lines)
+    saved = tmp_path / "export.zip"
+    saved.write_bytes(response.content)
+    reports = integrity.verify_export(saved)
+    assert [(slug, r.broken) for slug, r in reports] == [
+        (scene.personal.slug, None),
+        (scene.team.slug, None),
+    ]
 
 
 def test_the_archive_holds_no_api_key_secret_nor_hash(app, client, db, clock):

@@ -448,6 +448,33 @@ def test_metadata_nesting_is_limited(world):
     assert _count(world) == 1
 
 
+def test_metadata_checks_see_through_json_escapes(world):
+    """Ingestion checks metadata on its JSON text first: what only looks suspicious
+    there (an emoji's surrogate escapes, a literal backslash-u text) is kept, and a
+    secret or a lone surrogate is caught however JSON spells it."""
+    metadata = {
+        "emoji": "done \U0001f600",
+        "path": "C:\\udata\\u0000x",
+        "tabbed": "Bearer\tsecret-token",
+        "spaced": "see\u00a0Bearer\u2003x",
+    }
+    event = ingest(world.client, world.secret, event_body(1, metadata=metadata)).json()["event"]
+    assert event["metadata"] == {
+        "emoji": "done \U0001f600",
+        "path": "C:\\udata\\u0000x",
+        "tabbed": "[redacted]",
+        "spaced": "see\u00a0[redacted]",
+    }
+    raw = json.dumps(event_body(2))[:-1] + ', "metadata": {"k": ["ok", "bad \\ud800"]}}'
+    assert_error(_post_raw(world.client, world.secret, raw), 422, "invalid_request", "metadata")
+    # Seven objects deep holds a value at level 8, the limit; eight objects is one more.
+    assert _post_raw(world.client, world.secret, _nested(7)).status_code == 201
+    assert_error(
+        _post_raw(world.client, world.secret, _nested(8)), 422, "invalid_request", "metadata"
+    )
+    assert _count(world) == 2
+
+
 def test_pathologically_deep_json_is_422_not_a_crash(world):
     depth = 200_000
     raw = '{"resourceType": "project", "action": "created", "resourceId": "p", '

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import PASSWORD, Browser, event_body, ingest, make_user
+from activityfeed.domain.workspaces import Role
+from tests.factories import PASSWORD, Browser, event_body, ingest, make_team, make_user
 from tests.functional.feed_helpers import assert_error
 
 
@@ -258,3 +259,22 @@ def test_undo_form_says_why_it_could_not(app, clock, signed_in):
     unknown = browser.post("/activity/undo", data={"csrf_token": token, "event_id": "nope"})
     assert unknown.status_code == 404
     assert api.get("/api/settings/profile").json()["profile"]["bio"] == "oops"
+
+
+def test_revoke_buttons_only_for_keys_one_may_revoke(app, db, clock):
+    """A member sees a Revoke button for their own key, not for another member's (the
+    route would answer as for an unknown key); an owner sees both."""
+    owner, alice, bob = (make_user(db, clock) for _ in range(3))
+    team = make_team(db, clock, owner, [(alice, Role.MEMBER), (bob, Role.MEMBER)])
+    browsers = {u: Browser(app, u.email) for u in (owner, alice, bob)}
+    for b in browsers.values():
+        b.switch(team.slug)
+    mine = browsers[alice].post("/api/api-keys", json={"name": "alice key"}).json()["apiKey"]
+    theirs = browsers[bob].post("/api/api-keys", json={"name": "bob key"}).json()["apiKey"]
+    page = browsers[alice].get("/settings/api-keys").text
+    assert f"/settings/api-keys/{mine['id']}/revoke" in page
+    assert f"/settings/api-keys/{theirs['id']}/revoke" not in page
+    assert "bob key" in page
+    owner_page = browsers[owner].get("/settings/api-keys").text
+    assert f"/settings/api-keys/{mine['id']}/revoke" in owner_page
+    assert f"/settings/api-keys/{theirs['id']}/revoke" in owner_page

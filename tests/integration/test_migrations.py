@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, MetaData, String, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -30,12 +31,13 @@ from activityfeed.domain.accounts import Membership
 from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.workspaces import Role
-from activityfeed.services import accounts, activity
+from activityfeed.services import accounts, activity, integrity
 from activityfeed.services.events import record_event
 from activityfeed.store import accounts as account_store
 from activityfeed.store import migrate
+from activityfeed.store.bulk import ROW_COLUMNS
 from activityfeed.store.db import Database, make_unpooled_engine
-from activityfeed.store.schema import metadata
+from activityfeed.store.schema import events, metadata, workspaces
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -275,3 +277,70 @@ def test_cli_db_upgrade_twice(tmp_path):
         assert result.exit_code == 0, result.output
         assert migrate.head_revision() in result.output
     assert migrate.is_current(url)
+
+
+def test_0007_chains_the_history_already_stored(empty_url):
+    """Upgrading a database with events backfills their checkpoints, so the stored
+    history verifies and new events chain after it; the downgrade drops the table."""
+    before = ScriptDirectory.from_config(migrate.alembic_config(empty_url)).get_revision("0007")
+    assert before is not None
+    previous = str(before.down_revision)
+    migrate.upgrade(empty_url, previous)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    engine = make_unpooled_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(workspaces.insert().values(id="w_1", slug="old", name="Old",
+                                                is_personal=False, created_at=at))  # fmt: skip
+        rows = [
+            dict.fromkeys(ROW_COLUMNS)
+            | {
+                "ws_ord": i,
+                "id": f"e{i:05d}",
+                "workspace_id": "w_1",
+                "resource_type": "training",
+                "action": "completed",
+                "resource_id": f"r{i}",
+                "resource_name": f"run {i}",
+                "description": "Completed",
+                "source_kind": "ui",
+                "created_at": at + timedelta(minutes=i),
+                "recorded_at": at,
+                "metadata": {"i": i, "x": 1e20},
+            }
+            for i in range(1, 26)
+        ]
+        conn.execute(events.insert(), rows)
+    engine.dispose()
+
+    migrate.upgrade(empty_url)
+    database = Database(empty_url)
+    try:
+        with database.read() as tx:
+            ((_, report),) = integrity.verify_workspaces(tx, slug="old")
+        assert report.ok, report
+        assert report.events == 25
+        with database.write() as tx:
+            record_event(
+                tx,
+                EventDraft(
+                    workspace_id="w_1",
+                    resource_type=ResourceType.PROJECT,
+                    action=Action.CREATED,
+                    resource_id="p",
+                    resource_name="p",
+                    actor=None,
+                    source=Source(SourceKind.SYSTEM),
+                ),
+                now=at,
+            )
+        with database.read() as tx:
+            ((_, report),) = integrity.verify_workspaces(tx, slug="old")
+        assert report.ok, report
+        assert report.events == 26
+    finally:
+        database.dispose()
+
+    migrate.downgrade(empty_url, previous)
+    assert "event_checkpoints" not in user_tables(empty_url)
+    migrate.upgrade(empty_url)
+    assert differences(empty_url) == []

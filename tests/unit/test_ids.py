@@ -30,3 +30,17 @@ def test_new_ids_sort_by_millisecond() -> None:
     made = [ids.new_id(now_ms=ms) for ms in (5, 6, 1_000_000, 2**47)]
     assert made == sorted(made)
     assert all(len(i) == 26 for i in made)
+
+
+def test_a_batch_of_ids_is_the_same_layout_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``new_ids`` reads the randomness once for the batch and spells each id exactly as
+    ``new_id`` would for the same bits, in ascending order."""
+    rng = random.Random(7)
+    for n in (1, 2, 3, 1000):
+        ms = rng.randrange(2**48)
+        rands = [rng.randrange(2**80) for _ in range(n)]
+        if n >= 2:
+            rands[0], rands[1] = 2**80 - 1, 0
+        pool = b"".join(r.to_bytes(10, "big") for r in rands)
+        monkeypatch.setattr(ids.os, "urandom", lambda k, pool=pool: pool[:k])
+        assert ids.new_ids(n, now_ms=ms) == sorted(reference(ms, r) for r in rands)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from activityfeed.cli import accounts, bench, db, demo, export, serve, simulate, trash
+from activityfeed.cli import accounts, bench, db, demo, export, serve, simulate, trash, verify
 
 app = typer.Typer(
     help="Activity Feed: see and triage everything that happens in your workspaces.",
@@ -21,6 +21,7 @@ app.command("simulate")(simulate.simulate)
 app.command("purge-trash")(trash.purge_trash)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("verify")(verify.verify)
 
 
 def main() -> None:

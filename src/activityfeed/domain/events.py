@@ -142,6 +142,10 @@ class EventDraft:
     occurred_at: datetime | None = None
     idempotency_key: str | None = None
     payload_hash: str | None = None
+    #: ``metadata`` already serialised as compact JSON (``separators=(",", ":")``) by a
+    #: caller that had to serialise it anyway (ingestion measures it); the store writes
+    #: it as is instead of serialising again. None: the store serialises ``metadata``.
+    metadata_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def private_to(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import time
 
@@ -24,6 +25,21 @@ def new_id(prefix: str = "", *, now_ms: int | None = None) -> str:
     # and keep the first 26 characters (C speed; ingestion makes a thousand at once).
     encoded = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
     return prefix + encoded.decode("ascii").translate(_FROM_RFC4648)
+
+
+def new_ids(n: int, *, now_ms: int) -> list[str]:
+    """``n`` ids of the millisecond ``now_ms`` (as ``new_id``), sorted: one read of the
+    system's randomness for the whole batch instead of one per id."""
+    head = now_ms << 80
+    raw = os.urandom(10 * n)
+    from_bytes = int.from_bytes
+    values = sorted(head | from_bytes(raw[i : i + 10], "big") for i in range(0, 10 * n, 10))
+    # Each id as 20 bytes (the value shifted as in ``new_id``, then 24 zero bits): 20
+    # bytes are 32 base32 characters exactly, so one encoding of all of them splits
+    # into one 32-character group per id, whose first 26 characters are the id.
+    packed = b"".join((v << 30).to_bytes(20, "big") for v in values)
+    text = base64.b32encode(packed).decode("ascii").translate(_FROM_RFC4648)
+    return [text[i : i + 26] for i in range(0, 32 * n, 32)]
 
 
 def new_secret(nbytes: int = 32) -> str:

@@ -106,11 +106,14 @@ def revoke_api_key(tx: Tx, *, user: User, key_id: str, source: SourceKind, now: 
     """Revoke a key of any of the caller's workspaces (its creator, or an owner/admin).
 
     Records the ``api_key`` ``deleted`` event the first time; revoking a revoked key
-    again changes nothing. Raises ``NotFound`` (unknown or foreign id) or ``Forbidden``.
+    again changes nothing. Raises the same ``NotFound`` for an unknown id, a key of a
+    workspace the caller is not in, and a key the caller may not revoke: a viewer's or
+    member's answer must not tell which ids exist (the isolation matrix,
+    tests/security/test_isolation.py).
     """
     key, membership = access_api_key(tx, user_id=user.id, key_id=key_id)
     if key.created_by != user.id and not membership.role.can_manage_members:
-        raise Forbidden("Only the key's creator or a workspace admin can revoke it.")
+        raise NotFound("No API key of yours has that id.")
     if store.revoke_api_key(tx, key.id, now):
         record_event(
             tx,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from activityfeed.domain.events import Event, EventDraft, describe
-from activityfeed.domain.ids import new_id
+from activityfeed.domain.ids import new_ids
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as store
 from activityfeed.store import stream as stream_store
@@ -33,7 +33,7 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
     now_ms = int(now.timestamp() * 1000)
     # Ids of one millisecond differ only in their random part: sorted, a batch's ids
     # follow the order its events are recorded in ("sortable by creation").
-    ids = sorted(new_id(now_ms=now_ms) for _ in drafts)
+    ids = new_ids(len(drafts), now_ms=now_ms)
     new = [
         store.NewEvent(
             draft=d,

@@ -24,8 +24,9 @@ from activityfeed.domain import profiles
 from activityfeed.domain.accounts import User
 from activityfeed.domain.resources import Resource, Upload
 from activityfeed.errors import NotFound
+from activityfeed.services import integrity
 from activityfeed.services.accounts import normalise_email
-from activityfeed.services.events import event_json, rfc3339
+from activityfeed.services.events import rfc3339
 from activityfeed.services.settings import get_profile
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
@@ -37,6 +38,9 @@ from activityfeed.store.db import Tx
 FORMAT = "activityfeed-export"
 FORMAT_VERSION = 1
 EVENTS_CHUNK = 1000
+#: zlib level 1: JSON Lines still shrink about tenfold, and deflate at the default level
+#: (6) took a third of an export's CPU time.
+COMPRESS_LEVEL = 1
 #: Resources are read this many at a time (with one query for their uploads).
 RESOURCE_CHUNK = 500
 #: The members, in the order they appear in the archive (the manifest comes last).
@@ -46,6 +50,7 @@ PARTS = (
     "api_keys.jsonl",
     "resources.jsonl",
     "events.jsonl",
+    "chain.jsonl",
     "manifest.json",
 )
 
@@ -57,8 +62,12 @@ def _json(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
 
 
+#: Built once: ``json.dumps`` with options builds an encoder per call (per line).
+_encode_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _encode_line(record) + "\n"
 
 
 def find_user(tx: Tx, email: str) -> User:
@@ -175,9 +184,40 @@ def _resource_record(r: Resource, files: list[Upload]) -> dict[str, Any]:
     }
 
 
-def event_record(row: event_store.Row) -> dict[str, Any]:
-    """One ``events.jsonl`` line: the feed's event JSON with this user's state."""
-    return event_json(row.event, seen=row.is_seen, archived=row.is_archived)
+def event_line(row: export_store.ExportRow) -> str:
+    """One ``events.jsonl`` line: the feed's event JSON (``event_json``'s fields, in its
+    order) with this user's state.
+
+    Built from the stored values, with the stored metadata text put in as it is: the
+    stored JSON is already an object, and decoding it only to encode it again was the
+    larger part of an export's time. The rest is encoded with ``"metadata":null`` in
+    its place, which no string value can spell (its quotes would be escaped).
+    """
+    prefix = row.source_key_prefix
+    record = {
+        "id": row.id,
+        "workspaceId": row.workspace_id,
+        "resourceType": row.resource_type,
+        "resourceId": row.resource_id,
+        "resourceName": row.resource_name,
+        "action": row.action,
+        "description": row.description,
+        "actor": (
+            {"id": row.actor_id, "name": row.actor_name or "", "email": row.actor_email or ""}
+            if row.actor_id
+            else None
+        ),
+        "source": (
+            {"kind": row.source_kind, "apiKeyPrefix": prefix}
+            if prefix
+            else {"kind": row.source_kind}
+        ),
+        "createdAt": _iso(row.created_at),
+        "metadata": None,
+        "seen": row.is_seen,
+        "archived": row.is_archived,
+    }
+    return _line(record).replace('"metadata":null', '"metadata":' + row.metadata_json, 1)
 
 
 def count_events(tx: Tx, user_id: str) -> int:
@@ -227,6 +267,9 @@ class _Sink:
 def _member(zf: zipfile.ZipFile, name: str, now: datetime) -> IO[bytes]:
     info = zipfile.ZipInfo(name, date_time=now.astimezone(UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
+    # Python 3.11 and 3.12 keep a member's level in this attribute (3.13 aliases it to
+    # ``compress_level``); a ZipInfo passed to ``open`` does not take the archive's.
+    setattr(info, "_compresslevel", COMPRESS_LEVEL)  # noqa: B010 - see above
     info.external_attr = 0o600 << 16
     # The size is not known in advance: Zip64 lets a long history pass 4 GiB.
     return zf.open(info, "w", force_zip64=True)
@@ -236,18 +279,19 @@ def _write_jsonl(
     zf: zipfile.ZipFile,
     sink: _Sink,
     name: str,
-    records: Iterable[dict[str, Any]],
+    records: Iterable[dict[str, Any] | str],
     *,
     now: datetime,
     counts: dict[str, int],
 ) -> Iterator[bytes]:
     """Write a JSON Lines member, yielding the compressed bytes every ``EVENTS_CHUNK``
-    records; its record count goes into ``counts`` once it is complete."""
+    records (dicts, or lines already encoded); its record count goes into ``counts``
+    once it is complete."""
     count = 0
     with _member(zf, name, now) as out:
         batch: list[str] = []
         for record in records:
-            batch.append(_line(record))
+            batch.append(record if isinstance(record, str) else _line(record))
             if len(batch) >= EVENTS_CHUNK:
                 out.write("".join(batch).encode())
                 count += len(batch)
@@ -267,7 +311,7 @@ def _event_records(
     user: User,
     joined: list[export_store.JoinedMembership],
     progress: Callable[[int], None] | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[str]:
     """Every event the user can see, workspace by workspace, in arrival order."""
     for j in joined:
         ws = j.membership.workspace.id
@@ -276,7 +320,7 @@ def _event_records(
             tx, viewer_id=user.id, workspace_id=ws, marks=marks, chunk=EVENTS_CHUNK
         ):
             for row in rows:
-                yield event_record(row)
+                yield event_line(row)
             if progress is not None:
                 progress(len(rows))
 
@@ -315,11 +359,17 @@ def _archive(
 
         joined = export_store.select_joined_memberships(tx, user.id)
         keys = export_store.select_keys_created_by(tx, user.id)
-        parts: list[tuple[str, Iterable[dict[str, Any]]]] = [
+        parts: list[tuple[str, Iterable[dict[str, Any] | str]]] = [
             ("workspaces.jsonl", _workspace_records(joined)),
             ("api_keys.jsonl", _api_key_records(keys)),
             ("resources.jsonl", iter_resources(tx, user=user, joined=joined)),
             ("events.jsonl", _event_records(tx, user=user, joined=joined, progress=progress)),
+            (
+                "chain.jsonl",
+                integrity.chain_records(
+                    tx, user_id=user.id, workspace_ids=[j.membership.workspace.id for j in joined]
+                ),
+            ),
         ]
         for name, records in parts:
             yield from _write_jsonl(zf, sink, name, records, now=now, counts=counts)

@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,6 +123,86 @@ def _check_text(text: str, where: str) -> None:
         ) from None
 
 
+#: Compact JSON, built once (``json.dumps`` with options builds an encoder per call).
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_compact_lenient = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+def _checked_metadata(
+    metadata: dict[str, Any], where: str, *, max_bytes: int
+) -> tuple[dict[str, Any], str | None]:
+    """The metadata to store, checked and redacted, and its compact JSON text when that
+    is what the store would write (None: let the store serialise it).
+
+    One walk checks the depth and looks for secret keys; one ``json.dumps`` measures the
+    size and, when nothing needs redacting, is the stored text. NUL characters and lone
+    surrogates always show in that text as ``\\u0000`` / ``\\udXXX`` escapes; only
+    then is the exact, slower check run (it names the problem).
+    """
+    if not metadata:
+        # "{}" is 2 bytes: within any limit; a fresh dict so no caller shares ours.
+        return {}, None
+    # Depth first: serialising a hostile nesting to measure it would exhaust the stack.
+    has_secret_key = _check_depth(metadata, where, max_depth=MAX_METADATA_DEPTH)
+    try:
+        text = _compact(metadata)
+        stored: str | None = text
+    except (TypeError, ValueError):
+        # Not plain JSON (an in-process caller's value): measured as before, and the
+        # store serialises (and refuses) it as it always did.
+        text, stored = _compact_lenient(metadata), None
+    if "\\u0000" in text or "\\ud" in text:
+        _check_json(metadata, where, max_depth=MAX_METADATA_DEPTH)
+    # ASCII (json.dumps escapes everything else), so characters are bytes.
+    size = len(text)
+    if size > max_bytes:
+        raise InvalidRequest(
+            f"{where}: at most {max_bytes} bytes of metadata; this has {size}.", field=where
+        )
+    # Every text ``SECRET_VALUE`` matches holds "afk_" or "bearer" (in any case), and
+    # JSON never escapes ASCII letters: without either, no string needs redacting.
+    folded = text.lower()
+    if has_secret_key or "afk_" in folded or "bearer" in folded:
+        return redact(metadata), None
+    return metadata, stored
+
+
+def _check_depth(value: dict[str, Any], where: str, *, max_depth: int) -> bool:
+    """Refuse nesting deeper than ``max_depth`` (the document itself is level 1, as in
+    ``_check_json``); return whether a key that names a secret holds a value."""
+    try:
+        return _walk(value, max_depth - 1)
+    except _TooDeep:
+        raise InvalidRequest(
+            f"{where}: nested too deeply (at most {max_depth} levels).", field=where
+        ) from None
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _walk(item: dict[str, Any] | list[Any], levels_below: int) -> bool:
+    # Recursion is bounded: a non-empty container with no level left below it raises.
+    if not item:
+        return False
+    if levels_below == 0:
+        raise _TooDeep
+    has_secret_key = False
+    if isinstance(item, dict):
+        for k, v in item.items():
+            if isinstance(v, dict | list):
+                has_secret_key = _walk(v, levels_below - 1) or has_secret_key
+            if not has_secret_key and is_secret_key(k) and v is not None and v != "":
+                has_secret_key = True
+    else:
+        for v in item:
+            if isinstance(v, dict | list):
+                has_secret_key = _walk(v, levels_below - 1) or has_secret_key
+    return has_secret_key
+
+
 def redact(value: Any) -> Any:
     """``value`` with the values of secret-looking keys, and API keys or bearer tokens
     inside strings, replaced by ``[redacted]``."""
@@ -149,22 +229,54 @@ def payload_hash(item: IngestItem) -> str:
         # The instant, not its spelling: "+02:00" and "Z" forms of one moment are equal.
         "occurredAt": item.occurred_at.astimezone(UTC).isoformat() if item.occurred_at else None,
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+# Wire value -> member, looked up per item without the Enum call's exception path.
+_RESOURCE_TYPES = {t.value: t for t in ResourceType}
+_ACTIONS = {a.value: a for a in Action}
+
+
+@functools.lru_cache(maxsize=256)
+def _api_key_source(prefix: str) -> Source:
+    # Source is frozen: one instance per key prefix is shared by its events.
+    return Source(kind=SourceKind.API_KEY, api_key_prefix=prefix)
+
+
+def _occurred_at_error(
+    occurred_at: datetime, index: int | None, now: datetime
+) -> InvalidRequest | None:
+    if occurred_at < now - MAX_PAST:
+        return InvalidRequest(
+            f"{_where(index, 'occurredAt')}: events may be at most 365 days old.",
+            field=_where(index, "occurredAt"),
+        )
+    if occurred_at > now + MAX_FUTURE:
+        return InvalidRequest(
+            f"{_where(index, 'occurredAt')}: events may be at most 5 minutes in the "
+            "future; check the producer's clock.",
+            field=_where(index, "occurredAt"),
+        )
+    return None
 
 
 def _draft(
-    item: IngestItem, index: int | None, *, key: ApiKey, now: datetime, max_metadata_bytes: int
+    item: IngestItem,
+    index: int | None,
+    *,
+    key: ApiKey,
+    now: datetime,
+    max_metadata_bytes: int,
+    is_stored_key: Callable[[str], bool],
 ) -> EventDraft:
-    try:
-        resource_type = ResourceType(item.resource_type)
-    except ValueError:
+    resource_type = _RESOURCE_TYPES.get(item.resource_type)
+    if resource_type is None:
         allowed = ", ".join(t.value for t in ResourceType)
         raise InvalidRequest(
             f"{_where(index, 'resourceType')}: {item.resource_type[:40]!r} is not one of: "
             f"{allowed}.",
             field=_where(index, "resourceType"),
-        ) from None
+        )
     if resource_type not in INGESTIBLE_TYPES:
         raise InvalidRequest(
             f"{_where(index, 'resourceType')}: '{resource_type.value}' events are recorded by "
@@ -172,14 +284,13 @@ def _draft(
             code="type_not_ingestible",
             field=_where(index, "resourceType"),
         )
-    try:
-        action = Action(item.action)
-    except ValueError:
+    action = _ACTIONS.get(item.action)
+    if action is None:
         allowed = ", ".join(a.value for a in Action)
         raise InvalidRequest(
             f"{_where(index, 'action')}: {item.action[:40]!r} is not one of: {allowed}.",
             field=_where(index, "action"),
-        ) from None
+        )
     for name, text in (
         ("resourceId", item.resource_id),
         ("resourceName", item.resource_name),
@@ -189,32 +300,17 @@ def _draft(
         if text is not None and not is_storable(text):
             _check_text(text, _where(index, name))
     if item.occurred_at is not None:
-        if item.occurred_at < now - MAX_PAST:
-            raise InvalidRequest(
-                f"{_where(index, 'occurredAt')}: events may be at most 365 days old.",
-                field=_where(index, "occurredAt"),
-            )
-        if item.occurred_at > now + MAX_FUTURE:
-            raise InvalidRequest(
-                f"{_where(index, 'occurredAt')}: events may be at most 5 minutes in the "
-                "future; check the producer's clock.",
-                field=_where(index, "occurredAt"),
-            )
-    metadata = item.metadata
-    if metadata:
-        # Depth first: serialising a hostile nesting to measure it would exhaust the stack.
-        _check_json(metadata, _where(index, "metadata"), max_depth=MAX_METADATA_DEPTH)
-        size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
-        if size > max_metadata_bytes:
-            raise InvalidRequest(
-                f"{_where(index, 'metadata')}: at most {max_metadata_bytes} bytes of metadata; "
-                f"this has {size}.",
-                field=_where(index, "metadata"),
-            )
-        metadata = redact(metadata)
-    else:
-        # "{}" is 2 bytes: within any limit; a fresh dict so no caller shares ours.
-        metadata = {}
+        bound_error = _occurred_at_error(item.occurred_at, index, now)
+        # An event accepted near the 365-day limit leaves the window later, and a retry of
+        # it must still get the original back: a stored key skips the bounds and the
+        # idempotency check below decides (replay, or idempotency_key_reused).
+        if bound_error is not None and not (
+            item.idempotency_key is not None and is_stored_key(item.idempotency_key)
+        ):
+            raise bound_error
+    metadata, metadata_json = _checked_metadata(
+        item.metadata, _where(index, "metadata"), max_bytes=max_metadata_bytes
+    )
     return EventDraft(
         workspace_id=key.workspace_id,
         resource_type=resource_type,
@@ -222,12 +318,13 @@ def _draft(
         resource_id=item.resource_id,
         resource_name=item.resource_name,
         actor=None,
-        source=Source(kind=SourceKind.API_KEY, api_key_prefix=key.prefix),
+        source=_api_key_source(key.prefix),
         description=item.description,
         metadata=metadata,
         occurred_at=item.occurred_at,
         idempotency_key=item.idempotency_key,
         payload_hash=payload_hash(item) if item.idempotency_key else None,
+        metadata_json=metadata_json,
     )
 
 
@@ -251,9 +348,20 @@ def ingest_events(
         raise InvalidRequest(f"At most {MAX_BATCH} events per request.", field="events")
     if not items:
         raise InvalidRequest("The batch has no events.", field="events")
+
+    def is_stored_key(idempotency_key: str) -> bool:
+        # Only asked for an item outside the occurredAt window (rare): no lock needed,
+        # a stored key is committed and never goes away.
+        return bool(store.select_by_idempotency(tx, key.workspace_id, [idempotency_key]))
+
     drafts = [
         _draft(
-            item, i if is_batch else None, key=key, now=now, max_metadata_bytes=max_metadata_bytes
+            item,
+            i if is_batch else None,
+            key=key,
+            now=now,
+            max_metadata_bytes=max_metadata_bytes,
+            is_stored_key=is_stored_key,
         )
         for i, item in enumerate(items)
     ]

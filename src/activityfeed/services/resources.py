@@ -381,14 +381,16 @@ def clone_resource(
     can write to; the ``cloned`` event is the copy's, in the target workspace.
 
     A target the caller is not a member of is ``NotFound``, one where they are a viewer
-    is ``Forbidden``. Reading the source is enough in its workspace.
+    is ``Forbidden``, checked before the source is looked up (so a viewer's answer does
+    not depend on whether the source id exists). Reading the source is enough in its
+    workspace.
     """
+    target = access_workspace(tx, user_id=user.id, slug=target_slug)
+    require_writer(target, kind)
     # The lock keeps a concurrent delete of the source from removing bytes the copy is
     # about to share: the delete waits, then counts this copy's upload rows.
     src = access_resource(tx, membership=membership, kind=kind, resource_id=resource_id, lock=True)
     src.check_active()
-    target = access_workspace(tx, user_id=user.id, slug=target_slug)
-    require_writer(target, kind)
     copy = Resource(
         id=new_id(kind.id_prefix),
         workspace_id=target.workspace.id,

@@ -6,9 +6,10 @@ Every query here is scoped by ``workspace_id`` and by the viewer's visibility
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from typing import Any
 
@@ -27,7 +28,6 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.engine import Dialect
 
 from activityfeed.domain.events import (
     Action,
@@ -40,6 +40,7 @@ from activityfeed.domain.events import (
 )
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
+from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
 from activityfeed.store.schema import event_day_counts, event_states, events
 
@@ -99,22 +100,31 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
 
     The caller holds the workspace's write lock (``lock_workspace(exclusive=True)``) so
     that ``ws_ord`` stays dense and follows ``seq``. A batch costs a constant number of
-    statements whatever its size: the head, the ``seq`` values, one ``executemany`` and,
-    on SQLite, one statement that adds the batch to the search index.
+    statements whatever its size: the head, the ``seq`` values, one bulk insert (``COPY``
+    on PostgreSQL, one ``executemany`` on SQLite) and, on SQLite, the statements of
+    ``index_batch``, and the batch's hash-chain checkpoint
+    (``store.chain``). Raises ``ValueError`` for a naive ``created_at``/``recorded_at``.
     """
     if not new:
         return []
-    _, head_ord = select_head(tx, workspace_id)
+    # The head and the chain's newest digest in one statement (tamper evidence).
+    head = chain_store.select_head(tx, workspace_id)
+    head_ord = head.ws_ord
     seqs = _allocate_seqs(tx, len(new))
-    sql, procs = _insert_plan(tx.conn.dialect)
-    dt, js = procs
+    is_pg = tx.dialect == "postgresql"
+    # PostgreSQL takes aware datetimes as they are; SQLite stores fixed-width naive UTC
+    # text (see ``schema.UTCDateTime``), converted here once per distinct value.
+    stamp = _checked_utc if is_pg else _sqlite_time
+    recorded_at = new[0].recorded_at
+    recorded = stamp(recorded_at)
+    dumps = _compact_json
     out: list[Event] = []
-    params: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     for i, (item, seq) in enumerate(zip(new, seqs, strict=True), start=1):
         d = item.draft
         actor = d.actor
         private_to = d.private_to
-        params.append(
+        rows.append(
             (
                 seq,
                 item.id,
@@ -130,9 +140,9 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
                 actor.email if actor else None,
                 d.source.kind.value,
                 d.source.api_key_prefix,
-                dt(item.created_at),
-                dt(item.recorded_at),
-                js(d.metadata),
+                stamp(item.created_at),
+                recorded if item.recorded_at is recorded_at else stamp(item.recorded_at),
+                d.metadata_json if d.metadata_json is not None else dumps(d.metadata),
                 private_to,
                 d.idempotency_key,
                 d.payload_hash,
@@ -158,11 +168,19 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
                 payload_hash=d.payload_hash,
             )
         )
-    # A plain executemany of ready tuples: RETURNING would make SQLite insert row by row,
-    # and SQLAlchemy's per-row parameter processing cost more than the insert itself.
-    tx.conn.exec_driver_sql(sql, params)
-    if tx.dialect == "sqlite":
+    if is_pg:
+        copy_rows(tx, "events", INSERT_COLUMNS, rows)
+    else:
+        # A plain executemany of ready tuples: RETURNING would make SQLite insert row by
+        # row, and SQLAlchemy's per-row parameter processing cost more than the insert.
+        tx.conn.exec_driver_sql(_SQLITE_INSERT, rows)
         index_batch(tx, seqs[0], seqs[-1])
+    chain_store.append_checkpoint(
+        tx,
+        workspace_id,
+        head,
+        [chain_store.event_values(e, head_ord + i) for i, e in enumerate(out, start=1)],
+    )
     return out
 
 
@@ -189,31 +207,59 @@ INSERT_COLUMNS = (
     "idempotency_key",
     "payload_hash",
 )
-_plans: dict[str, tuple[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {}
+# Column names are constants and the values are parameters.
+_SQLITE_INSERT = (
+    f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
+)
 
 
-def _identity(value: Any) -> Any:
+def _compact_json(value: Any) -> str:
+    """The JSON text a metadata column stores (what SQLAlchemy's JSON type would bind,
+    without the spaces)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _checked_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; give a UTC-aware one")
     return value
 
 
-def _insert_plan(
-    dialect: Dialect,
-) -> tuple[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
-    """The events INSERT in the driver's own parameter style, and the column types' bind
-    processors for the datetime and JSON columns (the others are plain strings/ints):
-    the same conversions SQLAlchemy applies, looked up once per dialect."""
-    plan = _plans.get(dialect.name)
-    if plan is None:
-        mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        # Column names are constants and the values are parameters.
-        columns, marks = ", ".join(INSERT_COLUMNS), ", ".join([mark] * len(INSERT_COLUMNS))
-        sql = f"INSERT INTO events ({columns}) VALUES ({marks})"  # noqa: S608
-        procs = tuple(
-            events.c[name].type.dialect_impl(dialect).bind_processor(dialect) or _identity
-            for name in ("created_at", "metadata")
-        )
-        plan = _plans[dialect.name] = (sql, (procs[0], procs[1]))
-    return plan
+def _sqlite_time(value: datetime) -> str:
+    """``schema.UTCDateTime``'s SQLite text ("YYYY-MM-DD HH:MM:SS.ffffff", naive UTC)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; give a UTC-aware one")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def copy_rows(tx: Tx, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: ``COPY table (columns) FROM STDIN`` with psycopg's copy protocol.
+
+    One statement for the whole batch: statement-level triggers fire once, and no
+    per-row protocol round trip or parse. ``table`` and ``columns`` are our constants.
+    """
+    raw: Any = tx.conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+#: SQLite's per-batch index statements (``index_batch``), shared with the bench floor.
+FTS_BATCH_SQL = (
+    "INSERT INTO events_fts(rowid, body) "
+    "SELECT seq, resource_name || ' ' || resource_type || ' ' || description "
+    "FROM events WHERE seq BETWEEN :lo AND :hi"
+)
+DAY_COUNTS_BATCH_SQL = (
+    "INSERT INTO event_day_counts"
+    "(workspace_id, day, private_to, resource_type, action, n) "
+    "SELECT workspace_id, substr(created_at, 1, 10), coalesce(private_to, ''), "
+    "resource_type, action, count(*) FROM events WHERE seq BETWEEN :lo AND :hi "
+    "GROUP BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT(workspace_id, day, private_to, resource_type, action) "
+    "DO UPDATE SET n = n + excluded.n"
+)
 
 
 def index_batch(tx: Tx, first_seq: int, last_seq: int) -> None:
@@ -223,18 +269,7 @@ def index_batch(tx: Tx, first_seq: int, last_seq: int) -> None:
     Whoever inserts into ``events`` on SQLite calls this in the same transaction.
     """
     index_for_search(tx, first_seq, last_seq)
-    tx.conn.execute(
-        text(
-            "INSERT INTO event_day_counts"
-            "(workspace_id, day, private_to, resource_type, action, n) "
-            "SELECT workspace_id, substr(created_at, 1, 10), coalesce(private_to, ''), "
-            "resource_type, action, count(*) FROM events WHERE seq BETWEEN :lo AND :hi "
-            "GROUP BY 1, 2, 3, 4, 5 "
-            "ON CONFLICT(workspace_id, day, private_to, resource_type, action) "
-            "DO UPDATE SET n = n + excluded.n"
-        ),
-        {"lo": first_seq, "hi": last_seq},
-    )
+    tx.conn.execute(text(DAY_COUNTS_BATCH_SQL), {"lo": first_seq, "hi": last_seq})
 
 
 def index_for_search(tx: Tx, first_seq: int, last_seq: int) -> None:
@@ -244,14 +279,7 @@ def index_for_search(tx: Tx, first_seq: int, last_seq: int) -> None:
     so the per-row trigger this replaces wrote one tiny index segment per event.
     Whoever inserts into ``events`` on SQLite calls this in the same transaction.
     """
-    tx.conn.execute(
-        text(
-            "INSERT INTO events_fts(rowid, body) "
-            "SELECT seq, resource_name || ' ' || resource_type || ' ' || description "
-            "FROM events WHERE seq BETWEEN :lo AND :hi"
-        ),
-        {"lo": first_seq, "hi": last_seq},
-    )
+    tx.conn.execute(text(FTS_BATCH_SQL), {"lo": first_seq, "hi": last_seq})
 
 
 def _allocate_seqs(tx: Tx, n: int) -> list[int]:

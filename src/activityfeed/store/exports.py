@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import String, Text, and_, cast, select, type_coerce
 
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Workspace
-from activityfeed.domain.events import Action, Actor, Event, ResourceType, Source, SourceKind
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.workspaces import Role
 from activityfeed.store.db import Tx
-from activityfeed.store.events import Row, archived_expr, seen_expr, visible
+from activityfeed.store.events import archived_expr, seen_expr, visible
 from activityfeed.store.schema import api_keys, event_states, events, memberships, workspaces
 
 
@@ -107,9 +105,7 @@ def select_keys_created_by(tx: Tx, user_id: str) -> list[OwnKey]:
     ]
 
 
-_RESOURCE_TYPES = {t.value: t for t in ResourceType}
-_ACTIONS = {a.value: a for a in Action}
-_SOURCE_KINDS = {k.value: k for k in SourceKind}
+#: The columns of an export line, in ``ExportRow`` order (then seen, archived).
 _COLUMNS = (
     events.c.seq,
     events.c.id,
@@ -124,83 +120,77 @@ _COLUMNS = (
     events.c.actor_email,
     events.c.source_kind,
     events.c.source_key_prefix,
-    events.c.created_at,
-    events.c.recorded_at,
-    events.c.metadata,
-    events.c.private_to,
 )
 
 
-def _export_row(values: tuple[Any, ...]) -> Row:
-    # Positional unpacking and dict lookups for the enums: at a million rows, named
-    # attribute access on result rows and Enum() calls cost more than the query.
-    (
-        seq,
-        id_,
-        workspace_id,
-        resource_type,
-        action,
-        resource_id,
-        resource_name,
-        description,
-        actor_id,
-        actor_name,
-        actor_email,
-        source_kind,
-        source_key_prefix,
-        created_at,
-        recorded_at,
-        metadata,
-        private_to,
-        is_seen,
-        is_archived,
-    ) = values
-    return Row(
-        event=Event(
-            seq=seq,
-            id=id_,
-            workspace_id=workspace_id,
-            resource_type=_RESOURCE_TYPES[resource_type],
-            action=_ACTIONS[action],
-            resource_id=resource_id,
-            resource_name=resource_name,
-            description=description,
-            actor=(
-                Actor(id=actor_id, name=actor_name or "", email=actor_email or "")
-                if actor_id
-                else None
-            ),
-            source=Source(kind=_SOURCE_KINDS[source_kind], api_key_prefix=source_key_prefix),
-            created_at=created_at,
-            recorded_at=recorded_at,
-            metadata=metadata or {},
-            private_to=private_to,
-        ),
-        is_seen=bool(is_seen),
-        is_archived=bool(is_archived),
-    )
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One event for the export, as stored: plain values rather than an ``Event``.
+
+    At a million rows, parsing each row's metadata only to serialise it again, and
+    building domain objects, cost more than the query: ``metadata_json`` is the stored
+    JSON text (an object), ``created_at`` an aware UTC datetime, ``resource_type``,
+    ``action`` and ``source_kind`` their wire values.
+    """
+
+    seq: int
+    id: str
+    workspace_id: str
+    resource_type: str
+    action: str
+    resource_id: str
+    resource_name: str
+    description: str
+    actor_id: str | None
+    actor_name: str | None
+    actor_email: str | None
+    source_kind: str
+    source_key_prefix: str | None
+    created_at: datetime
+    metadata_json: str
+    is_seen: bool
+    is_archived: bool
 
 
 def _page_by_arrival(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, after_seq: int, limit: int
-) -> list[Row]:
+) -> list[ExportRow]:
     joined = events.outerjoin(
         event_states,
         and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
     )
+    is_pg = tx.dialect == "postgresql"
+    # The stored text, not the JSON and datetime types' per-row processing: PostgreSQL
+    # prints jsonb as text, SQLite's column already is text.
+    metadata = cast(events.c.metadata, Text) if is_pg else type_coerce(events.c.metadata, Text)
+    created = events.c.created_at if is_pg else type_coerce(events.c.created_at, String)
     stmt = (
-        select(*_COLUMNS, seen_expr(marks), archived_expr(marks))
+        select(*_COLUMNS, created, metadata, seen_expr(marks), archived_expr(marks))
         .select_from(joined)
         .where(visible(viewer_id, workspace_id), events.c.seq > after_seq)
         .order_by(events.c.seq)
         .limit(limit)
     )
-    return [_export_row(tuple(r)) for r in tx.conn.execute(stmt)]
+    out = []
+    for r in tx.conn.execute(stmt):
+        # Positional: named attribute access on result rows costs at this scale.
+        created_at = r[13]
+        if not is_pg:
+            # SQLite's fixed-width naive UTC text (see ``schema.UTCDateTime``).
+            created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
+        metadata_json = r[14] if r[14] not in (None, "null") else "{}"
+        out.append(
+            ExportRow(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                created_at, metadata_json, bool(r[15]), bool(r[16]),
+            )
+        )  # fmt: skip
+    return out
 
 
 def iter_visible_by_arrival(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, chunk: int = 1000
-) -> Iterator[list[Row]]:
+) -> Iterator[list[ExportRow]]:
     """Every event of the workspace the viewer can see (Inbox and Archive), oldest
     arrival first, as lists of at most ``chunk`` rows with the viewer's seen/archived
     state (the feed's rule: a per-event exception, else the watermark)."""
@@ -218,4 +208,4 @@ def iter_visible_by_arrival(
             yield rows
         if len(rows) < chunk:
             return
-        after = rows[-1].event.seq
+        after = rows[-1].seq

@@ -201,6 +201,19 @@ event_day_counts = Table(
     Column("n", BigInteger(), nullable=False),
 )
 
+# Tamper evidence (migration 0007): one row per recording transaction, covering the
+# ws_ord range it appended; digest = sha256(previous digest, range, the events' leaf
+# hashes). See domain/chain.py and docs/decisions/0003-tamper-evidence.md.
+event_checkpoints = Table(
+    "event_checkpoints",
+    metadata,
+    Column("workspace_id", String(32), primary_key=True),
+    Column("last_ord", BigInteger(), primary_key=True),
+    Column("first_ord", BigInteger(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+
 viewer_marks = Table(
     "viewer_marks",
     metadata,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
-from activityfeed.web import errors
+from activityfeed.web import auth_policy, errors
 from activityfeed.web.api import (
     activity,
     apikeys,
@@ -61,6 +61,8 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    # Routes added on the app itself are session-only unless declared otherwise.
+    auth_policy.install(app)
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.clock = clock
@@ -77,15 +79,18 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(settings_pages.router)
     app.include_router(resource_pages.router)
-    app.mount("/static", pages.static_files, name="static")
+    app.router.routes.append(auth_policy.public_mount("/static", pages.static_files, name="static"))
 
     @app.get("/healthz", include_in_schema=False)
+    @auth_policy.accepts(auth_policy.Auth.PUBLIC)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.add_middleware(SecurityHeaders)
     # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOAD_PATHS)
+    # Every route must say which authentication it accepts (web/auth_policy.py).
+    auth_policy.check(app)
     return app
 
 

@@ -1,9 +1,9 @@
 """Request context and authentication: who is asking, and through what.
 
-Every route declares how it may be authenticated by depending on exactly one of
-``session_auth`` (the default for everything a person does in the browser) or
-``api_key_auth`` (ingestion). ``session_auth`` also enforces the CSRF rule on every
-state-changing request.
+Every route declares what it accepts in ``web/auth_policy.py`` (session-only by
+default); handlers get the caller from ``session_auth`` (everything a person does in
+the browser) or ``api_key_auth`` (ingestion). ``session_auth`` also enforces the CSRF
+rule on every state-changing request.
 """
 
 from __future__ import annotations

@@ -10,17 +10,18 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.query import parse_activity_query
 from activityfeed.errors import InvalidRequest
 from activityfeed.services import activity, workspaces
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 from activityfeed.web.schemas import ArchiveRequest, MarkSeenRequest, event_public, iso
 
-router = APIRouter(prefix="/api/activity", tags=["activity"])
+router = auth_policy.router(prefix="/api/activity", tags=["activity"])
 
 
 def _owner(request: Request) -> str | None:

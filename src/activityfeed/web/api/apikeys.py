@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import SourceKind
 from activityfeed.services import apikeys, workspaces
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 from activityfeed.web.schemas import ApiKeyCreate, api_key_public
 
-router = APIRouter(prefix="/api/api-keys", tags=["api-keys"])
+router = auth_policy.router(prefix="/api/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 
 from activityfeed.domain.accounts import Session
 from activityfeed.errors import NotAuthenticated
 from activityfeed.services import accounts, workspaces
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
@@ -22,7 +23,7 @@ from activityfeed.web.deps import (
 )
 from activityfeed.web.schemas import LoginRequest, membership_public, user_public, workspace_public
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = auth_policy.router(prefix="/api/auth", tags=["auth"])
 
 
 def set_session_cookie(request: Request, response: Response, c: Ctx, value: str) -> None:
@@ -38,6 +39,7 @@ def set_session_cookie(request: Request, response: Response, c: Ctx, value: str)
 
 
 @router.post("/login")
+@auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def login(
     body: LoginRequest, request: Request, response: Response, c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import StreamingResponse
 
 from activityfeed.domain.accounts import Session
 from activityfeed.services import export
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 
-router = APIRouter(prefix="/api/settings/profile", tags=["settings"])
+router = auth_policy.router(prefix="/api/settings/profile", tags=["settings"])
 
 
 @router.get("/export", response_class=StreamingResponse)

@@ -10,15 +10,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import SourceKind
 from activityfeed.services import onboarding
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 from activityfeed.web.schemas import event_public, iso
 
-router = APIRouter(prefix="/api/onboarding", tags=["onboarding"])
+router = auth_policy.router(prefix="/api/onboarding", tags=["onboarding"])
 
 
 @router.post("/complete")

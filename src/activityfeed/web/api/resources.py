@@ -18,6 +18,7 @@ from activityfeed.errors import InvalidRequest
 from activityfeed.services import resources, workspaces
 from activityfeed.store.blobs import Blobs
 from activityfeed.store.db import Tx
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import (
     Ctx,
     ctx,
@@ -76,15 +77,17 @@ def precheck_upload(
     reading the body, so nobody streams a large file for nothing."""
     with c.db.read() as tx:
         membership = _membership(tx, session, workspace)
-        r = resources.access_resource(tx, membership=membership, kind=kind, resource_id=resource_id)
+        # The role first, as every change does: a viewer's answer must not depend on
+        # whether the id exists.
         resources.require_writer(membership, kind)
+        r = resources.access_resource(tx, membership=membership, kind=kind, resource_id=resource_id)
         r.check_active()
         if kind is ResourceKind.PROJECT:
             check_upload(kind, "")
 
 
 def make_router(kind: ResourceKind) -> APIRouter:
-    router = APIRouter(prefix=f"/api/{kind.plural}", tags=[kind.plural])
+    router = auth_policy.router(prefix=f"/api/{kind.plural}", tags=[kind.plural])
 
     @router.post("", status_code=201)
     def create(

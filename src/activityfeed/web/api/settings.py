@@ -8,15 +8,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import SourceKind
 from activityfeed.services import settings
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 from activityfeed.web.schemas import ProfileUpdate, event_public, profile_public
 
-router = APIRouter(tags=["settings"])
+router = auth_policy.router(tags=["settings"])
 
 
 def undo_window(c: Ctx) -> timedelta:

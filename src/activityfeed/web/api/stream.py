@@ -6,14 +6,15 @@ docs/api.md; the fan-out behind it is ``web/sse.py``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
 
 from activityfeed.domain.accounts import Session
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import session_auth
 from activityfeed.web.sse import Broker
 
-router = APIRouter(prefix="/api/activity", tags=["activity"])
+router = auth_policy.router(prefix="/api/activity", tags=["activity"])
 
 
 def _last_event_id(request: Request) -> str | None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import JSONResponse
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import workspaces
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
 from activityfeed.web.schemas import MemberAdd, WorkspaceCreate, membership_public
 
-router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
+router = auth_policy.router(prefix="/api/workspaces", tags=["workspaces"])
 
 
 @router.get("")

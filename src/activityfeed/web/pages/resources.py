@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,7 @@ from activityfeed.domain.resources import ResourceKind
 from activityfeed.errors import AppError, NotAuthenticated
 from activityfeed.services import resources, workspaces
 from activityfeed.store.blobs import Blobs
+from activityfeed.web import auth_policy
 from activityfeed.web.api.resources import precheck_upload, store_upload
 from activityfeed.web.deps import (
     Ctx,
@@ -41,7 +42,7 @@ from activityfeed.web.pages.routes import (
 )
 from activityfeed.web.uploads import receive_upload
 
-router = APIRouter(include_in_schema=False)
+router = auth_policy.router(include_in_schema=False)
 
 TITLES = {
     ResourceKind.PROJECT: "Projects",
@@ -140,13 +141,16 @@ async def _error_page(
     resource_id: str | None,
     exc: AppError,
 ) -> Response:
+    # A refusal (403, 404) shows the list, never the resource: the page must read the
+    # same whether or not the id exists (tests/security/test_isolation.py).
+    shown = None if exc.status in (403, 404) else resource_id
     return await run_in_threadpool(
         _render,
         request,
         c,
         session,
         kind,
-        resource_id=resource_id,
+        resource_id=shown,
         error=exc.message,
         status=exc.status,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -24,6 +24,7 @@ from activityfeed.domain.query import parse_activity_query
 from activityfeed.errors import AppError, InvalidRequest, NotAuthenticated, TooManyRequests
 from activityfeed.services import accounts, activity, stream, workspaces
 from activityfeed.store.db import Tx
+from activityfeed.web import auth_policy
 from activityfeed.web.api.auth import set_session_cookie
 from activityfeed.web.deps import (
     Ctx,
@@ -39,7 +40,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 static_files = StaticFiles(directory=str(HERE / "static"))
 
-router = APIRouter(include_in_schema=False)
+router = auth_policy.router(include_in_schema=False)
 
 #: The resource types' colours (PRODUCT.md), and the training colour per action.
 TYPE_COLOURS = {
@@ -119,11 +120,13 @@ def _signed_in(request: Request) -> Session | None:
 
 
 @router.get("/")
+@auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def home() -> RedirectResponse:
     return RedirectResponse("/activity", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
+@auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def login_page(request: Request, next: str = "/activity") -> Response:
     if _signed_in(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
@@ -138,6 +141,7 @@ def _safe_next(target: str) -> str:
 
 
 @router.post("/login", response_class=HTMLResponse)
+@auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def login_form(
     request: Request,
     email: str = Form("", max_length=320),

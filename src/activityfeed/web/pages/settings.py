@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -20,6 +20,7 @@ from activityfeed.domain.accounts import Scope, Session
 from activityfeed.domain.events import SourceKind
 from activityfeed.errors import AppError, InvalidRequest
 from activityfeed.services import apikeys, settings, workspaces
+from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_from_cookie
 from activityfeed.web.pages.routes import (
     _login_redirect,
@@ -29,7 +30,7 @@ from activityfeed.web.pages.routes import (
     templates,
 )
 
-router = APIRouter(include_in_schema=False)
+router = auth_policy.router(include_in_schema=False)
 
 #: Longest text a form field may carry before it is even looked at.
 FORM_MAX = 2000
@@ -59,6 +60,7 @@ def _render(
 
 
 @router.get("/settings")
+@auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def settings_home() -> RedirectResponse:
     return RedirectResponse("/settings/profile", status_code=303)
 
