@@ -49,6 +49,12 @@ class Settings:
     stream_queue_size: int = 1000
     #: How long state changes are kept for reconnecting tabs (seconds).
     stream_retention_seconds: int = 3600
+    #: Open live streams one user may hold in one server process; the next is refused
+    #: with 429 ``too_many_streams`` (each tab holds one).
+    stream_max_per_user: int = 20
+    #: How often each process re-checks that its open streams' sessions are live and
+    #: their users still members (seconds); deliveries are checked every time anyway.
+    stream_access_check_seconds: float = 2.0
     #: Folder for uploads and the default SQLite file.
     data_dir: Path = field(default_factory=Path.cwd)
 
@@ -68,9 +74,11 @@ class Settings:
         }
         int_vars["stream_queue_size"] = "ACTIVITYFEED_STREAM_QUEUE_SIZE"
         int_vars["stream_retention_seconds"] = "ACTIVITYFEED_STREAM_RETENTION_SECONDS"
+        int_vars["stream_max_per_user"] = "ACTIVITYFEED_STREAM_MAX_PER_USER"
         float_vars = {
             "stream_heartbeat_seconds": "ACTIVITYFEED_STREAM_HEARTBEAT_SECONDS",
             "stream_poll_seconds": "ACTIVITYFEED_STREAM_POLL_SECONDS",
+            "stream_access_check_seconds": "ACTIVITYFEED_STREAM_ACCESS_CHECK_SECONDS",
         }
         for name, var in float_vars.items():
             if (raw := env.get(var)) is not None:

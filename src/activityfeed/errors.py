@@ -14,7 +14,7 @@ sentence for a person. The web layer turns them into
     ├── Conflict (409)              conflict, already_exists, undo_not_supported,
     │                               undo_expired, already_undone, undo_conflict
     ├── PayloadTooLarge (413)       payload_too_large
-    └── TooManyRequests (429)       too_many_attempts
+    └── TooManyRequests (429)       too_many_attempts, too_many_streams
 """
 
 from __future__ import annotations

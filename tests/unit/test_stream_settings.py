@@ -13,6 +13,8 @@ def test_defaults() -> None:
     assert settings.stream_poll_seconds == 0.25
     assert settings.stream_queue_size == 1000
     assert settings.stream_retention_seconds == 3600
+    assert settings.stream_max_per_user == 20
+    assert settings.stream_access_check_seconds == 2.0
 
 
 def test_read_from_the_environment() -> None:
@@ -22,12 +24,16 @@ def test_read_from_the_environment() -> None:
             "ACTIVITYFEED_STREAM_POLL_SECONDS": "0.1",
             "ACTIVITYFEED_STREAM_QUEUE_SIZE": "50",
             "ACTIVITYFEED_STREAM_RETENTION_SECONDS": "600",
+            "ACTIVITYFEED_STREAM_MAX_PER_USER": "3",
+            "ACTIVITYFEED_STREAM_ACCESS_CHECK_SECONDS": "0.5",
         }
     )
     assert settings.stream_heartbeat_seconds == 2.5
     assert settings.stream_poll_seconds == 0.1
     assert settings.stream_queue_size == 50
     assert settings.stream_retention_seconds == 600
+    assert settings.stream_max_per_user == 3
+    assert settings.stream_access_check_seconds == 0.5
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "soon", "nan"])

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -173,6 +174,18 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _descendants(pid: int) -> list[int]:
@@ -572,8 +585,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, *, workers: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``activityfeed serve --workers N`` in a subprocess, until the block ends."""
+def server(
+    database_url: str, *, workers: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``activityfeed serve --workers N`` in a subprocess (with extra ``env``), until the
+    block ends."""
     port = _free_port()
     cmd = [
         sys.executable,
@@ -587,7 +603,7 @@ def server(database_url: str, *, workers: int) -> Iterator[tuple[str, subprocess
         "--database-url",
         database_url,
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)  # noqa: S603 - our own CLI
     base = f"http://127.0.0.1:{port}"
     try:
@@ -663,17 +679,96 @@ async def _activity_load(
     return latencies, elapsed, errors
 
 
-def run_http_activity(ctx: Ctx, base: str, *, clients: int, seconds: float) -> None:
-    cookies = _session(base, ctx.world.team_slug)
-    latencies, elapsed, errors = asyncio.run(
-        _activity_load(base, cookies, clients=clients, seconds=seconds)
-    )
-    result = Result("http_activity", samples_ms=latencies)
-    result.extra |= {
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "concurrency": clients,
-        "errors": errors,
+#: wrk's report, as one line of JSON (latencies in microseconds).
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %d, "duration_us": %d, "errors": %d, "min_us": %d, '
+    .. '"p50_us": %d, "p95_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency.min, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def parse_wrk(stdout: str) -> dict[str, Any]:
+    """The figures of a wrk run with ``WRK_SCRIPT``, in the JSON report's units."""
+    line = next(x for x in stdout.splitlines() if x.startswith("WRK "))
+    raw = json.loads(line[4:])
+    return {
+        "reps": raw["requests"],
+        "min_ms": round(raw["min_us"] / 1000, 3),
+        "p50_ms": round(raw["p50_us"] / 1000, 3),
+        "p95_ms": round(raw["p95_us"] / 1000, 3),
+        "p99_ms": round(raw["p99_us"] / 1000, 3),
+        "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "errors": raw["errors"],
     }
+
+
+def _wrk_load(
+    wrk: str, base: str, cookies: dict[str, str], *, clients: int, seconds: float
+) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    try:
+        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        out = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+            [
+                wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+                "-s", script.name, "-H", f"Cookie: {cookie}", base + "/api/activity",
+            ],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        )  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    return parse_wrk(out.stdout)
+
+
+def run_http_activity(
+    ctx: Ctx,
+    base: str,
+    *,
+    clients: int,
+    seconds: float,
+    load_client: str = "auto",
+    server_pid: int | None = None,
+) -> None:
+    """``GET /api/activity`` from ``clients`` connections for ``seconds``.
+
+    The load comes from wrk when it is installed (``load_client`` auto or wrk): one C
+    thread costs far less of the shared cores than the Python client, which otherwise
+    competes with the server it measures. Without it, httpx (asyncio) does the same.
+    With ``server_pid``, also the server's CPU time per request (``cpu_ms_per_request``:
+    what a request costs whatever else the shared machine runs).
+    """
+    cookies = _session(base, ctx.world.team_slug)
+    wrk = shutil.which("wrk") if load_client != "httpx" else None
+    if load_client == "wrk" and wrk is None:
+        raise typer.BadParameter("--load-client wrk: no wrk on PATH (apt-get install wrk)")
+    result = Result("http_activity")
+    pids = [server_pid, *_descendants(server_pid)] if server_pid is not None else []
+    cpu_before = _cpu_s(pids)
+    if wrk is not None:
+        result.extra |= _wrk_load(wrk, base, cookies, clients=clients, seconds=seconds)
+        result.extra |= {"concurrency": clients, "client": "wrk"}
+    else:
+        latencies, elapsed, errors = asyncio.run(
+            _activity_load(base, cookies, clients=clients, seconds=seconds)
+        )
+        result.samples_ms = latencies
+        result.extra |= {
+            "requests_per_s": round(len(latencies) / elapsed, 1),
+            "concurrency": clients,
+            "errors": errors,
+            "client": "httpx",
+        }
+    if pids:
+        served = result.extra.get("reps") or len(result.samples_ms)
+        cpu_ms = (_cpu_s(pids) - cpu_before) * 1000
+        result.extra["cpu_ms_per_request"] = round(cpu_ms / max(1, served), 2)
     ctx.add(result)
 
 
@@ -813,11 +908,19 @@ def bench(
     ingest_batches: int = typer.Option(20, "--ingest-batches", min=1),
     http_seconds: float = typer.Option(10.0, "--http-seconds", min=0.5),
     http_clients: int = typer.Option(16, "--http-clients", min=1),
+    load_client: str = typer.Option(
+        "auto",
+        "--load-client",
+        help="GET /api/activity load from: auto (wrk if installed), wrk, httpx.",
+    ),
     skip: list[str] = typer.Option(
         [], "--skip", help=f"Parts to leave out: {', '.join(SKIPPABLE)}."
     ),
 ) -> None:
     """Load (or reuse) a long history and time every operation of issue 5."""
+    if load_client not in ("auto", "wrk", "httpx"):
+        err_console.print(f"[red]--load-client: auto, wrk or httpx, not {load_client!r}[/red]")
+        raise typer.Exit(2)
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
         err_console.print(f"[red]unknown --skip part(s):[/red] {', '.join(sorted(unknown))}")
@@ -876,15 +979,25 @@ def bench(
                 secret = got
         if {"ingest", "sse", "http"} - set(skip):
             db.dispose()
-            with server(url, workers=2) as (base, proc):
-                assert secret is not None
+            # All the benchmark's streams belong to one user: lift the per-user limit.
+            limits = {"ACTIVITYFEED_STREAM_MAX_PER_USER": str(max(streams, 20))}
+            with server(url, workers=2, env=limits) as (base, proc):
                 if "ingest" not in skip:
+                    assert secret is not None
                     console.print("[dim]measuring HTTP ingest…[/dim]")
                     run_http_ingest(ctx, base, secret, ingest_batches)
                 if "http" not in skip:
                     console.print("[dim]measuring GET /api/activity under load…[/dim]")
-                    run_http_activity(ctx, base, clients=http_clients, seconds=http_seconds)
+                    run_http_activity(
+                        ctx,
+                        base,
+                        clients=http_clients,
+                        seconds=http_seconds,
+                        load_client=load_client,
+                        server_pid=proc.pid,
+                    )
                 if "sse" not in skip:
+                    assert secret is not None
                     console.print(f"[dim]measuring the live stream ({streams} streams)…[/dim]")
                     run_sse(ctx, base, secret, streams=streams, rounds=max(3, min(20, reps // 10)))
                 pids = _descendants(proc.pid)

@@ -8,10 +8,11 @@ is above this position", so a reconnecting tab gets exactly what it missed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from activityfeed.config import Settings
 from activityfeed.domain.events import EventView
 from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition, workspace_tag
 from activityfeed.services import activity
@@ -146,3 +147,49 @@ def stream_workspaces(tx: Tx, *, user_id: str, workspace_id: str) -> dict[str, s
     """
     access_workspace(tx, user_id=user_id, workspace_id=workspace_id)
     return {m.workspace.id: m.workspace.slug for m in account_store.select_memberships(tx, user_id)}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    """What an open stream was allowed on: this session, this user, this workspace.
+
+    ``session_hash`` None: a stream opened in-process without a browser session (only
+    the membership is then checked).
+    """
+
+    session_hash: str | None
+    user_id: str
+    workspace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The snapshot's answer for a set of grants (see ``check_access``)."""
+
+    revoked: frozenset[StreamGrant]
+    #: Every (workspace id, user id) membership of the grants' users.
+    members: frozenset[tuple[str, str]]
+
+
+def check_access(
+    tx: Tx, grants: Collection[StreamGrant], *, now: datetime, settings: Settings
+) -> Access:
+    """Which open streams may go on: a grant is revoked once its session has ended,
+    expired or idled out (the rule of ``accounts.resolve_session``) or its user is no
+    longer a member of its workspace. Two queries however many grants.
+    """
+    idle_since = now - timedelta(seconds=settings.session_idle_seconds)
+    live = account_store.select_live_session_hashes(
+        tx,
+        {g.session_hash for g in grants if g.session_hash is not None},
+        now=now,
+        idle_since=idle_since,
+    )
+    members = account_store.select_member_pairs(tx, {g.user_id for g in grants})
+    revoked = frozenset(
+        g
+        for g in grants
+        if (g.session_hash is not None and g.session_hash not in live)
+        or (g.workspace_id, g.user_id) not in members
+    )
+    return Access(revoked=revoked, members=frozenset(members))

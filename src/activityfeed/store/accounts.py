@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -207,6 +208,37 @@ def select_live_session(
         last_seen_at=row.last_seen_at,
         expires_at=row.expires_at,
     )
+
+
+def select_live_session_hashes(
+    tx: Tx, id_hashes: Collection[str], *, now: datetime, idle_since: datetime
+) -> set[str]:
+    """Which of the sessions are live, by the same rule as ``select_live_session``
+    (one query for many; the live stream re-checks its open connections with it)."""
+    if not id_hashes:
+        return set()
+    return set(
+        tx.conn.execute(
+            select(sessions.c.id_hash).where(
+                sessions.c.id_hash.in_(list(id_hashes)),
+                sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > now,
+                sessions.c.last_seen_at > idle_since,
+            )
+        ).scalars()
+    )
+
+
+def select_member_pairs(tx: Tx, user_ids: Collection[str]) -> set[tuple[str, str]]:
+    """Every (workspace id, user id) membership of the given users."""
+    if not user_ids:
+        return set()
+    rows = tx.conn.execute(
+        select(memberships.c.workspace_id, memberships.c.user_id).where(
+            memberships.c.user_id.in_(list(user_ids))
+        )
+    )
+    return {(r[0], r[1]) for r in rows}
 
 
 def touch_session(tx: Tx, id_hash: str, at: datetime) -> None:

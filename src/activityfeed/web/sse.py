@@ -17,6 +17,13 @@ A client that cannot keep up (its queue would overflow) has its queue replaced b
 dropped (its stream ends after the reset). Nothing a client does can block the
 dispatcher or another client. Replay after a reconnect is the same read as live
 delivery, done by the same single dispatcher, so nothing is sent twice or lost.
+
+Access is re-checked, not assumed: every dispatch checks, in the snapshot it reads
+from, that each concerned stream's session is live and its user still a member of the
+workspace, and an **access checker** task does the same for every open stream every
+``stream_access_check_seconds``. A stream that fails the check ends (nothing more is
+sent on it). A user holds at most ``stream_max_per_user`` streams per process; the next
+is refused with 429 ``too_many_streams`` before the response starts.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from enum import Enum
 from typing import Any
 
 import anyio.to_thread
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from activityfeed.config import Settings
 from activityfeed.domain.stream import (
@@ -42,6 +51,7 @@ from activityfeed.domain.stream import (
     parse_position,
     retry_frame,
 )
+from activityfeed.errors import TooManyRequests
 from activityfeed.services import stream as stream_service
 from activityfeed.store import notify
 from activityfeed.store import stream as stream_store
@@ -55,6 +65,9 @@ PRUNE_EVERY_SECONDS = 300.0
 
 #: A queued SSE text and whether it is a ``reset``; None ends the stream.
 Frame = tuple[str, bool]
+
+#: What a refused stream is told to wait before it tries again (seconds).
+TOO_MANY_STREAMS_RETRY_AFTER = 5
 
 
 class Start(Enum):
@@ -75,10 +88,16 @@ class Client:
     start: Start
     position: StreamPosition | None
     queue: asyncio.Queue[Frame | None]
+    #: The session the stream was opened with (None: opened in-process, no session).
+    session_hash: str | None = None
     is_caught_up: bool = False
     last_counts: dict[str, int] | None = None
     has_unread_reset: bool = False
     is_dropped: bool = False
+
+    @property
+    def grant(self) -> stream_service.StreamGrant:
+        return stream_service.StreamGrant(self.session_hash, self.user_id, self.workspace_id)
 
 
 @dataclass
@@ -87,12 +106,14 @@ class _User:
 
     slugs: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    clients: int = 0
+    #: The user's streams in this process: prepared (counted against the limit) or open.
+    streams: set[Client] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
     client: Client
+    grant: stream_service.StreamGrant
     user_id: str
     workspace_id: str
     start: Start
@@ -107,6 +128,8 @@ class _Result:
     frames: list[Frame]
     position: StreamPosition | None
     counts: dict[str, int]
+    #: The stream's session ended or its user left the workspace: end it, send nothing.
+    is_revoked: bool = False
 
 
 class Broker:
@@ -144,6 +167,7 @@ class Broker:
             loop.create_task(self._guard("dispatcher", self._dispatch_forever())),
             loop.create_task(self._guard("source", source)),
             loop.create_task(self._guard("pruner", self._prune_forever())),
+            loop.create_task(self._guard("access checker", self._check_access_forever())),
         ]
 
     def _forget_tasks(self) -> None:
@@ -237,29 +261,83 @@ class Broker:
         with self.db.write() as tx:
             return stream_store.prune_changes(tx, before=before)
 
+    async def _check_access_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stream_access_check_seconds)
+            try:
+                await self.check_access()
+            except Exception:
+                log.exception("checking the streams' access failed; retrying")
+
+    async def check_access(self) -> int:
+        """End every open stream whose session is over or whose user has left its
+        workspace (between wake-ups; dispatches check on their own). How many ended."""
+        grants = {c.grant for c in self._clients}
+        if not grants:
+            return 0
+        access = await anyio.to_thread.run_sync(self._access, grants)
+        ended = [c for c in self._clients if c.grant in access.revoked]
+        for client in ended:
+            self._end(client)
+        return len(ended)
+
+    def _access(self, grants: set[stream_service.StreamGrant]) -> stream_service.Access:
+        with self.db.read() as tx:
+            return stream_service.check_access(tx, grants, now=self.clock(), settings=self.settings)
+
     # ---- clients ------------------------------------------------------------------------
 
     async def prepare(
-        self, *, user_id: str, workspace_id: str, last_event_id: str | None
+        self,
+        *,
+        user_id: str,
+        workspace_id: str,
+        last_event_id: str | None,
+        session_hash: str | None = None,
     ) -> Client:
-        """A client for a stream of ``workspace_id``, not yet registered.
+        """A client for a stream of ``workspace_id``, counted against the user's limit
+        until ``release`` (``frames`` and ``response`` release it when they end).
 
-        Raises ``NotFound`` when the user is no longer a member of the workspace.
+        Raises ``NotFound`` when the user is no longer a member of the workspace and
+        ``TooManyRequests`` (``too_many_streams``) when the user holds
+        ``stream_max_per_user`` streams in this process already. With ``session_hash``
+        the stream ends once that session does.
         """
         slugs = await anyio.to_thread.run_sync(self._load_slugs, user_id, workspace_id)
+        # No await between the count and the reservation: concurrent connects of one
+        # user cannot all slip under the limit.
+        user = self._users.setdefault(user_id, _User())
+        limit = self.settings.stream_max_per_user
+        if len(user.streams) >= limit:
+            if not user.streams:
+                del self._users[user_id]
+            raise TooManyRequests(
+                f"You have {limit} live streams open already, the most one person may; "
+                "close a tab that shows the activity feed and try again.",
+                code="too_many_streams",
+                retry_after=TOO_MANY_STREAMS_RETRY_AFTER,
+            )
         position = parse_position(last_event_id, workspace_id=workspace_id)
         if position is not None:
             start = Start.RESUME
         else:
             start = Start.NOW if last_event_id is None else Start.RESET
-        return Client(
+        client = Client(
             user_id=user_id,
             workspace_id=workspace_id,
             slugs=slugs,
             start=start,
             position=position,
             queue=asyncio.Queue(maxsize=max(2, self.settings.stream_queue_size)),
+            session_hash=session_hash,
         )
+        user.streams.add(client)
+        return client
+
+    def response(self, client: Client, headers: dict[str, str]) -> StreamingResponse:
+        """The SSE response of a prepared client; it releases the client however it ends
+        (also when the connection is gone before the body starts)."""
+        return _EventStream(self, client, headers)
 
     def _load_slugs(self, user_id: str, workspace_id: str) -> dict[str, str]:
         with self.db.read() as tx:
@@ -268,21 +346,24 @@ class Broker:
     def register(self, client: Client) -> None:
         """Add the client; the dispatcher first sends it what it missed (or ``reset``)."""
         self.start()
+        if client.is_dropped:
+            return
         user = self._users.setdefault(client.user_id, _User())
         user.slugs = dict(client.slugs)
-        user.clients += 1
+        user.streams.add(client)
         self._clients.add(client)
         self._poke()
 
     def unregister(self, client: Client) -> None:
-        if client not in self._clients:
-            return
+        """Stop serving the client and release its place in the user's limit (idempotent)."""
         self._clients.discard(client)
         user = self._users.get(client.user_id)
         if user is not None:
-            user.clients -= 1
-            if user.clients <= 0:
+            user.streams.discard(client)
+            if not user.streams:
                 del self._users[client.user_id]
+
+    release = unregister
 
     def _end(self, client: Client) -> None:
         self.unregister(client)
@@ -298,6 +379,8 @@ class Broker:
         """The SSE text of one connection: ``retry``, then messages and heartbeats."""
         self.register(client)
         try:
+            if client.is_dropped:
+                return
             yield retry_frame()
             heartbeat = self.settings.stream_heartbeat_seconds
             while True:
@@ -360,6 +443,7 @@ class Broker:
             jobs.append(
                 _Job(
                     client=client,
+                    grant=client.grant,
                     user_id=client.user_id,
                     workspace_id=client.workspace_id,
                     start=client.start,
@@ -380,6 +464,9 @@ class Broker:
             client = job.client
             if client not in self._clients:
                 continue
+            if result.is_revoked:
+                self._end(client)
+                continue
             client.position = result.position
             client.start = Start.RESUME
             client.is_caught_up = True
@@ -394,11 +481,21 @@ class Broker:
         window = timedelta(seconds=self.settings.undo_window_seconds)
         deliveries: dict[tuple[str, str, StreamPosition | None], stream_service.Delivery] = {}
         with self.db.read() as tx:
+            # First, in the same snapshot as the reads below: an event committed after a
+            # member was removed (or a session ended) is never sent on that stream.
+            access = stream_service.check_access(
+                tx, {job.grant for job in jobs}, now=now, settings=self.settings
+            )
+            jobs_allowed = [job for job in jobs if job.grant not in access.revoked]
+            recount = {
+                user_id: {ws for ws in wss if (ws, user_id) in access.members}
+                for user_id, wss in recount.items()
+            }
             fresh = {
                 user_id: stream_service.unseen_counts(tx, user_id=user_id, workspace_ids=wss)
                 for user_id, wss in recount.items()
             }
-            for job in jobs:
+            for job in jobs_allowed:
                 position = job.position if job.start is Start.RESUME else None
                 key = (job.user_id, job.workspace_id, position)
                 if job.is_fetch and key not in deliveries:
@@ -411,28 +508,47 @@ class Broker:
                         undo_window=window,
                     )
         results: list[_Result] = []
+        # Many clients share a delivery (the tabs of one user, or one user's many
+        # streams): each distinct message is encoded once and the text shared.
+        encoded: dict[tuple[Any, ...], list[Frame]] = {}
         for job in jobs:
+            if job.grant in access.revoked:
+                results.append(_Result([], job.position, {}, is_revoked=True))
+                continue
             by_id = {**known.get(job.user_id, {}), **fresh.get(job.user_id, {})}
-            counts = {slug: by_id[ws] for ws, slug in job.slugs.items() if ws in by_id}
+            # A workspace the user has left drops out of the switcher's counts.
+            counts = {
+                slug: by_id[ws]
+                for ws, slug in job.slugs.items()
+                if ws in by_id and (ws, job.user_id) in access.members
+            }
             unseen = by_id.get(job.workspace_id, 0)
+            counts_key = tuple(sorted(counts.items()))
             frames: list[Frame] = []
             position = job.position
             if job.is_fetch:
                 position_key = job.position if job.start is Start.RESUME else None
-                delivery = deliveries[(job.user_id, job.workspace_id, position_key)]
+                delivery_key = (job.user_id, job.workspace_id, position_key)
+                delivery = deliveries[delivery_key]
                 position = delivery.position
                 if delivery.is_reset or job.start is Start.RESET:
                     frames.append(_reset(delivery.position))
                 else:
-                    frames.extend(_encode(delivery, unseen=unseen, counts=counts))
+                    text_key: tuple[Any, ...] = ("items", delivery_key, unseen, counts_key)
+                    if text_key not in encoded:
+                        encoded[text_key] = _encode(delivery, unseen=unseen, counts=counts)
+                    frames.extend(encoded[text_key])
             carried = any(not is_reset for _, is_reset in frames)
             if not carried and counts != job.last_counts and position is not None:
-                message = Message(
-                    MessageType.UNSEEN,
-                    {"unseenCount": unseen, "workspaces": counts},
-                    position.format(),
-                )
-                frames.append((message.encode(), False))
+                text_key = ("unseen", position, unseen, counts_key)
+                if text_key not in encoded:
+                    message = Message(
+                        MessageType.UNSEEN,
+                        {"unseenCount": unseen, "workspaces": counts},
+                        position.format(),
+                    )
+                    encoded[text_key] = [(message.encode(), False)]
+                frames.extend(encoded[text_key])
             results.append(_Result(frames=frames, position=position, counts=counts))
         return results, fresh
 
@@ -490,3 +606,23 @@ def _encode(
         data["workspaces"] = counts
         frames.append((Message(kind, data, item.position.format()).encode(), False))
     return frames
+
+
+class _EventStream(StreamingResponse):
+    """A client's SSE response that always releases the client when it ends.
+
+    The body generator's own ``finally`` does not run when the connection is gone
+    before the first chunk (a never-started generator has nothing to finalise), so
+    the place the client holds in its user's limit is given back here.
+    """
+
+    def __init__(self, broker: Broker, client: Client, headers: dict[str, str]) -> None:
+        super().__init__(broker.frames(client), media_type="text/event-stream", headers=headers)
+        self._broker = broker
+        self._client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._broker.release(self._client)

@@ -32,10 +32,11 @@ async def stream(request: Request, session: Session = Depends(session_auth)) -> 
         user_id=session.user.id,
         workspace_id=session.workspace_id,
         last_event_id=_last_event_id(request),
+        # The stream ends when this session does (logout, password change, timeouts).
+        session_hash=session.id_hash,
     )
-    return StreamingResponse(
-        broker.frames(client),
-        media_type="text/event-stream",
+    return broker.response(
+        client,
         headers={
             "Cache-Control": "no-cache, no-store",
             # Proxies (nginx) must pass each message on at once, not buffer the body.
