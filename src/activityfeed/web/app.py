@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
-from activityfeed.web import errors
+from activityfeed.web import errors, openapi
 from activityfeed.web.api import (
     activity,
     apikeys,
@@ -82,6 +82,8 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    openapi.install(app)
 
     app.add_middleware(SecurityHeaders)
     # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.

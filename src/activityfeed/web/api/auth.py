@@ -20,6 +20,7 @@ from activityfeed.web.deps import (
     is_secure,
     session_auth,
 )
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import LoginRequest, membership_public, user_public, workspace_public
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -37,7 +38,7 @@ def set_session_cookie(request: Request, response: Response, c: Ctx, value: str)
     )
 
 
-@router.post("/login")
+@router.post("/login", responses=errors(429))
 def login(
     body: LoginRequest, request: Request, response: Response, c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

@@ -77,7 +77,28 @@ def _parse(body: Any) -> tuple[list[IngestItem], bool]:
     return items, is_batch
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "Every item replayed an earlier idempotencyKey."}},
+    # The handler parses the body itself (to name the failing item), so the document
+    # describes it here: one event, or a batch.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/EventCreate"},
+                            {"$ref": "#/components/schemas/EventBatch"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
 async def ingest(
     request: Request, key: ApiKey = Depends(api_key_auth), c: Ctx = Depends(ctx)
 ) -> JSONResponse:

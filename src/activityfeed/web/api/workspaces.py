@@ -11,6 +11,7 @@ from activityfeed.domain.accounts import Session
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import workspaces
 from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import MemberAdd, WorkspaceCreate, membership_public
 
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
@@ -40,7 +41,7 @@ def create_workspace(
     return {"workspace": membership_public(membership, unseenCount=0, active=False)}
 
 
-@router.post("/{slug}/members", status_code=201)
+@router.post("/{slug}/members", status_code=201, responses=errors(409))
 def add_member(
     slug: str, body: MemberAdd, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> JSONResponse:
