@@ -7,7 +7,7 @@ not be a 5xx and must match what the document says: a documented status code, th
 documented content type, a body that matches the documented schema. When a response is
 undocumented the route declarations are fixed, not this check.
 
-CI runs 200 valid and 40 invalid examples per operation on SQLite (25 and 10 on
+CI runs 200 valid and 20 invalid examples per operation on SQLite (20 and 5 on
 PostgreSQL), derandomized, so a failure reproduces; ``ACTIVITYFEED_FUZZ_EXAMPLES=2000
 ACTIVITYFEED_FUZZ_SEED=random`` runs a longer, freshly random search (that many of
 each kind, on both backends).
@@ -46,9 +46,9 @@ from tests.factories import PASSWORD, event_body, ingest, make_key, make_team, m
 _LONG = os.environ.get("ACTIVITYFEED_FUZZ_EXAMPLES")
 #: Valid requests per operation. PostgreSQL gets one shorter pass: the routes are the
 #: same code, and each of its statements is a round trip.
-FUZZ_EXAMPLES = {"sqlite": int(_LONG or 200), "postgresql": int(_LONG or 25)}
+FUZZ_EXAMPLES = {"sqlite": int(_LONG or 200), "postgresql": int(_LONG or 20)}
 #: Invalid requests per operation (generating them is the expensive part).
-FUZZ_NEGATIVE = {"sqlite": int(_LONG or 40), "postgresql": int(_LONG or 10)}
+FUZZ_NEGATIVE = {"sqlite": int(_LONG or 20), "postgresql": int(_LONG or 5)}
 _SEED = os.environ.get("ACTIVITYFEED_FUZZ_SEED", "20261126")
 FUZZ_SEED = random.getrandbits(32) if _SEED == "random" else int(_SEED)
 
