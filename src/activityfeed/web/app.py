@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
-from activityfeed.web import auth_policy, errors
+from activityfeed.web import auth_policy, errors, openapi
 from activityfeed.web.api import (
     activity,
     apikeys,
@@ -101,6 +101,8 @@ def create_app(
     @auth_policy.accepts(auth_policy.Auth.PUBLIC)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    openapi.install(app)
 
     # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOAD_PATHS)

@@ -94,6 +94,11 @@ class EventCreate(Wire):
         return value
 
 
+class EventBatch(Wire):
+    # Only for the OpenAPI document: the ingestion route parses bodies itself.
+    events: Annotated[list[EventCreate], Field(max_length=1000)]
+
+
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

@@ -14,7 +14,14 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from activityfeed.domain.accounts import Session
-from activityfeed.domain.query import parse_activity_query
+from activityfeed.domain.events import Action, ResourceType
+from activityfeed.domain.query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_PAGE,
+    MAX_SEARCH,
+    parse_activity_query,
+)
 from activityfeed.errors import InvalidRequest
 from activityfeed.services import activity, workspaces
 from activityfeed.web import auth_policy
@@ -24,12 +31,52 @@ from activityfeed.web.schemas import ArchiveRequest, MarkSeenRequest, event_publ
 router = auth_policy.router(prefix="/api/activity", tags=["activity"])
 
 
+def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}  # fmt: skip
+
+
+_INSTANT = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
+OWNER = _param("owner", {"type": "string"}, "A workspace slug (default: the active workspace).")
+# The list reads its parameters itself (``parse_activity_query``: repeated and
+# comma-separated filters, aliases), so the document lists them here.
+LIST_PARAMETERS = [
+    _param("archived", {"type": "boolean", "default": False}, "The Archive instead of the Inbox."),
+    _param("search", {"type": "string", "maxLength": MAX_SEARCH}, "Case-insensitive text."),
+    _param("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}, "Page."),
+    _param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "Events per page.",
+    ),
+    _param("start", _INSTANT, "From (inclusive); default 30 days ago. Alias: from."),
+    _param("end", _INSTANT, "Until; a date-only end includes that day. Alias: to."),
+    _param("from", _INSTANT, "Alias of start."),
+    _param("to", _INSTANT, "Alias of end."),
+    _param(
+        "resourceType",
+        {"type": "array", "items": {"type": "string", "enum": [t.value for t in ResourceType]}},
+        "Only these types (repeatable, or comma-separated).",
+    ),
+    _param(
+        "action",
+        {"type": "array", "items": {"type": "string", "enum": [a.value for a in Action]}},
+        "Only these actions (repeatable, or comma-separated).",
+    ),
+    OWNER,
+    _param("cursor", {"type": "string"}, "The previous page's nextCursor (instead of page)."),
+    _param("export", {"type": "boolean", "default": False}, "Every match, as a JSON download."),
+]
+
+
 def _owner(request: Request) -> str | None:
     values = request.query_params.getlist("owner")
     return values[-1].strip() or None if values else None
 
 
-@router.get("", response_model=None)
+@router.get("", response_model=None, openapi_extra={"parameters": LIST_PARAMETERS})
 def list_activity(
     request: Request, session: Session = Depends(session_auth)
 ) -> JSONResponse | StreamingResponse:
@@ -106,7 +153,7 @@ def _ids_or_all(ids: list[str] | None, all_: bool | None) -> None:
         raise InvalidRequest("Give 'eventIds' or 'all': true.", field="eventIds")
 
 
-@router.post("/mark-seen")
+@router.post("/mark-seen", openapi_extra={"parameters": [OWNER]})
 def mark_seen(
     body: MarkSeenRequest,
     request: Request,
@@ -126,7 +173,7 @@ def mark_seen(
     return {"success": True, "unseenCount": unseen}
 
 
-@router.post("/archive")
+@router.post("/archive", openapi_extra={"parameters": [OWNER]})
 def archive(
     body: ArchiveRequest,
     request: Request,

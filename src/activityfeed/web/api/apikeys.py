@@ -12,12 +12,13 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.services import apikeys, workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import ApiKeyCreate, api_key_public
 
 router = auth_policy.router(prefix="/api/api-keys", tags=["api-keys"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(404))
 def create_key(
     body: ApiKeyCreate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

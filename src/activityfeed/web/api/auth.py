@@ -21,6 +21,7 @@ from activityfeed.web.deps import (
     is_secure,
     session_auth,
 )
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import (
     LoginRequest,
     PasswordChange,
@@ -44,7 +45,7 @@ def set_session_cookie(request: Request, response: Response, c: Ctx, value: str)
     )
 
 
-@router.post("/login")
+@router.post("/login", responses=errors(429))
 @auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def login(
     body: LoginRequest, request: Request, response: Response, c: Ctx = Depends(ctx)

@@ -103,7 +103,28 @@ def _json_response(content: Any, status_code: int) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "Every item replayed an earlier idempotencyKey."}},
+    # The handler parses the body itself (to name the failing item), so the document
+    # describes it here: one event, or a batch.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/EventCreate"},
+                            {"$ref": "#/components/schemas/EventBatch"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
 async def ingest(
     request: Request, key: ApiKey = Depends(api_key_auth), c: Ctx = Depends(ctx)
 ) -> Response:

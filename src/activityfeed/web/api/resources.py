@@ -24,6 +24,7 @@ from activityfeed.web.deps import (
     ctx,
     session_auth,
 )
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import (
     ResourceClone,
     ResourceCreate,
@@ -138,7 +139,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(detail.resource, detail.uploads)}
 
-    @router.patch("/{resource_id}")
+    @router.patch("/{resource_id}", responses=errors(409))
     def update(
         resource_id: str,
         body: ResourceUpdate,
@@ -178,7 +179,9 @@ def make_router(kind: ResourceKind) -> APIRouter:
         return {kind.value: resource_public(r)}
 
     def _simple(action: str) -> None:
-        @router.post(f"/{{resource_id}}/{action}", name=f"{kind.value}_{action}")
+        @router.post(
+            f"/{{resource_id}}/{action}", name=f"{kind.value}_{action}", responses=errors(409)
+        )
         def handler(
             resource_id: str,
             workspace: str | None = None,
@@ -200,7 +203,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
         """Delete permanently (from Trash or not); the events stay."""
         return _change("delete", resource_id, workspace, session, c)
 
-    @router.post("/{resource_id}/clone", status_code=201)
+    @router.post("/{resource_id}/clone", status_code=201, responses=errors(409))
     def clone(
         resource_id: str,
         body: ResourceClone,
@@ -222,7 +225,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(r)}
 
-    @router.post("/{resource_id}/uploads", status_code=201)
+    @router.post("/{resource_id}/uploads", status_code=201, responses=errors(409))
     async def upload(
         resource_id: str,
         request: Request,

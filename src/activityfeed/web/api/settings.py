@@ -15,6 +15,7 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.services import settings
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import ProfileUpdate, event_public, profile_public
 
 router = auth_policy.router(tags=["settings"])
@@ -52,7 +53,7 @@ def update_profile(
     }
 
 
-@router.post("/api/activity/{event_id}/undo")
+@router.post("/api/activity/{event_id}/undo", responses=errors(409))
 def undo(
     event_id: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from activityfeed.domain.workspaces import Role
 from activityfeed.services import workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.openapi import errors
 from activityfeed.web.schemas import MemberAdd, WorkspaceCreate, membership_public
 
 router = auth_policy.router(prefix="/api/workspaces", tags=["workspaces"])
@@ -41,7 +42,7 @@ def create_workspace(
     return {"workspace": membership_public(membership, unseenCount=0, active=False)}
 
 
-@router.post("/{slug}/members", status_code=201)
+@router.post("/{slug}/members", status_code=201, responses=errors(409))
 def add_member(
     slug: str, body: MemberAdd, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> JSONResponse:
