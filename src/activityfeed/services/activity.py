@@ -13,6 +13,7 @@ from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.stream import StateAction
 from activityfeed.errors import InvalidRequest
+from activityfeed.services.accounts import is_storable
 from activityfeed.services.resources import resource_states
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
@@ -200,11 +201,18 @@ def export_activity(
     )
 
 
-def _check_ids(ids: Sequence[str]) -> None:
+def _checked_ids(event_ids: Sequence[str] | None) -> list[str]:
+    """The ids worth looking up: at most ``MAX_IDS``, and without text no event id can be.
+
+    An id with NUL or a lone surrogate names no stored event, so it is dropped like any
+    unknown id (PostgreSQL would refuse to even compare it).
+    """
+    ids = list(event_ids or [])
     if len(ids) > MAX_IDS:
         raise InvalidRequest(
             f"'eventIds' holds at most {MAX_IDS} event ids at a time.", field="eventIds"
         )
+    return [i for i in ids if is_storable(i)]
 
 
 def _head(tx: Tx, workspace_id: str) -> tuple[int, int]:
@@ -246,8 +254,7 @@ def mark_seen(
             upto_seq=head_seq,
         )
     else:
-        ids = list(event_ids or [])
-        _check_ids(ids)
+        ids = _checked_ids(event_ids)
         rows = event_store.select_visible_seqs(
             tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
         )
@@ -318,8 +325,7 @@ def archive_events(
             upto_seq=head_seq,
         )
         return moved
-    ids = list(event_ids or [])
-    _check_ids(ids)
+    ids = _checked_ids(event_ids)
     rows = event_store.select_visible_seqs(
         tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
     )

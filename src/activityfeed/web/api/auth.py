@@ -95,7 +95,7 @@ def logout(
     return {"success": True}
 
 
-@router.post("/password")
+@router.post("/password", responses=errors(429))
 def change_password(
     body: PasswordChange,
     request: Request,
