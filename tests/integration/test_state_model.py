@@ -128,7 +128,10 @@ class FreshDatabases:
         assert self.current is not None
         with self.current.engine.begin() as conn:
             conn.execute(
-                text("TRUNCATE event_states, viewer_marks, undos, events RESTART IDENTITY")
+                text(
+                    "TRUNCATE event_states, viewer_marks, undos, event_checkpoints, events"
+                    " RESTART IDENTITY"
+                )
             )
         return self.current
 
