@@ -246,7 +246,14 @@ def edit_field(tx: Tx, history: History, draw: Draw) -> int:
     elif column == "ws_ord":
         run(tx, "UPDATE events SET ws_ord = ws_ord + 1000000" + where, s=seq)
     elif column == "workspace_id":
-        run(tx, "UPDATE events SET workspace_id = :w" + where, s=seq, w=history.other_id)
+        # The other workspace has its own ws_ord 1..n: a moved row takes a free position
+        # there (the unique (workspace_id, ws_ord) index would refuse a collision).
+        run(
+            tx,
+            "UPDATE events SET workspace_id = :w, ws_ord = ws_ord + 1000000" + where,
+            s=seq,
+            w=history.other_id,
+        )
     return ord_
 
 
