@@ -17,12 +17,9 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
 
 from activityfeed.config import Settings
-from activityfeed.domain.accounts import User, Workspace
 from activityfeed.store.db import Database
-from activityfeed.store.schema import memberships
 from activityfeed.web import create_app
 from tests.factories import Browser, event_body, ingest, make_team
 from tests.functional.feed_helpers import World, assert_error, make_world
@@ -68,14 +65,11 @@ def until_end(stream: SSEStream, timeout: float) -> list[SSEMessage]:
         got.append(message)
 
 
-def remove_member(db: Database, workspace: Workspace, user: User) -> None:
-    # No route removes a member yet; the stream must follow the table whatever does.
-    with db.write() as tx:
-        tx.conn.execute(
-            delete(memberships).where(
-                memberships.c.workspace_id == workspace.id, memberships.c.user_id == user.id
-            )
-        )
+def remove_member(world: World) -> None:
+    """The owner removes the member through the API."""
+    owner = world.browser(world.owner)
+    response = owner.delete(f"/api/workspaces/{world.team.slug}/members/{world.member.email}")
+    assert response.status_code == 200, response.text
 
 
 def test_logout_ends_that_sessions_streams_only(
@@ -119,15 +113,15 @@ def test_removed_member_gets_no_event_recorded_after_removal(
             stream.next_of("unseen")
             before = ingest(world.client, world.secret, event_body(1)).json()["event"]
             assert stream.next_of("activity").data["event"]["id"] == before["id"]
-            remove_member(db, world.team, world.member)
+            remove_member(world)
             after = ingest(world.client, world.secret, event_body(2)).json()["event"]
             rest = until_end(stream, timeout=5)
             assert after["id"] not in str([m.data for m in rest])
             assert [m.event for m in rest] == []
-        # Reconnecting is refused like any workspace the user is not in.
-        again = SSEStream(base, cookies(world.viewer))
-        assert again.response.status_code == 404
-        again.close()
+        # The removal moved the session to the personal workspace: a reconnect streams
+        # that one, and the team is gone from the counts it starts with.
+        with open_stream(base, world.viewer) as again:
+            assert world.team.slug not in again.next_of("unseen").data["workspaces"]
 
 
 def test_removed_member_stream_closes_without_any_event(
@@ -139,7 +133,7 @@ def test_removed_member_stream_closes_without_any_event(
         with open_stream(base, world.viewer) as removed, open_stream(base, owner) as stays:
             removed.next_of("unseen")
             stays.next_of("unseen")
-            remove_member(db, world.team, world.member)
+            remove_member(world)
             assert until_end(removed, timeout=5) == []
             # The owner's stream of the same workspace is untouched.
             sent = ingest(world.client, world.secret, event_body(3)).json()["event"]

@@ -262,6 +262,120 @@ def test_personal_workspace_cannot_get_members(app, db, clock):
     assert len(workspaces_of(Browser(app, friend.email))) == 1
 
 
+# ---- removing members and leaving -------------------------------------------------------
+
+
+def _remove(browser: Browser, slug: str, email: str) -> Any:
+    return browser.delete(f"/api/workspaces/{slug}/members/{email}")
+
+
+@pytest.mark.parametrize("role", [Role.OWNER, Role.ADMIN, Role.MEMBER, Role.VIEWER])
+def test_owner_removes_a_member_of_any_role(app, db, clock, role):
+    """The removed user no longer has the workspace; its activity is a 404 for them."""
+    owner, member = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner, [(member, role)])
+    theirs = Browser(app, member.email)
+    theirs.switch(team.slug)
+    response = _remove(Browser(app, owner.email), team.slug, member.email.upper())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"member": {"email": member.email, "role": role.value}}
+    assert team.slug not in workspaces_of(theirs)
+    assert_error(theirs.get("/api/activity", params={"owner": team.slug}), 404, "not_found")
+    # The session that had the team active is back on the personal workspace, so the
+    # feed keeps working without a switch.
+    assert theirs.get("/api/activity").status_code == 200
+    active = [w for w in workspaces_of(theirs).values() if w["active"]]
+    assert [w["isPersonal"] for w in active] == [True]
+
+
+def test_admin_removes_members_but_not_owners(app, db, clock):
+    owner, admin, other_admin, viewer = (make_user(db, clock) for _ in range(4))
+    team = make_team(
+        db, clock, owner, [(admin, Role.ADMIN), (other_admin, Role.ADMIN), (viewer, Role.VIEWER)]
+    )
+    browser = Browser(app, admin.email)
+    assert _remove(browser, team.slug, viewer.email).status_code == 200
+    assert _remove(browser, team.slug, other_admin.email).status_code == 200
+    assert_error(_remove(browser, team.slug, owner.email), 403, "forbidden")
+    assert team.slug in workspaces_of(Browser(app, owner.email))
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.VIEWER])
+def test_members_and_viewers_cannot_remove_others_but_may_leave(app, db, clock, role):
+    """Refused alike for a member and for an address that names no one (403 before the
+    look-up), so a viewer learns nothing about who belongs; leaving is allowed."""
+    owner, caller, colleague = (make_user(db, clock) for _ in range(3))
+    team = make_team(db, clock, owner, [(caller, role), (colleague, Role.MEMBER)])
+    browser = Browser(app, caller.email)
+    refused = _remove(browser, team.slug, colleague.email)
+    unknown = _remove(browser, team.slug, "nobody@example.com")
+    assert_error(refused, 403, "forbidden")
+    assert (refused.status_code, refused.json()) == (unknown.status_code, unknown.json())
+    assert team.slug in workspaces_of(Browser(app, colleague.email))
+    left = _remove(browser, team.slug, caller.email)
+    assert left.status_code == 200, left.text
+    assert team.slug not in workspaces_of(browser)
+
+
+def test_the_last_owner_stays(app, db, clock):
+    """The only owner cannot be removed nor leave (409 last_owner); with a second owner
+    either may go, but not both."""
+    owner, second = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner)
+    browser = Browser(app, owner.email)
+    assert_error(_remove(browser, team.slug, owner.email), 409, "last_owner")
+    browser.post(
+        f"/api/workspaces/{team.slug}/members", json={"email": second.email, "role": "owner"}
+    )
+    assert _remove(Browser(app, second.email), team.slug, owner.email).status_code == 200
+    assert_error(_remove(Browser(app, second.email), team.slug, second.email), 409, "last_owner")
+    assert workspaces_of(Browser(app, second.email))[team.slug]["role"] == "owner"
+
+
+def test_removing_a_non_member_is_404_like_an_unknown_address(app, db, clock):
+    owner, stranger = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner)
+    browser = Browser(app, owner.email)
+    answers = [
+        _remove(browser, team.slug, email)
+        for email in (stranger.email, "nobody@example.com", "not-an-address", "x%00@example.com")
+    ]
+    for response in answers:
+        assert_error(response, 404, "not_found")
+    assert len({r.text for r in answers}) == 1
+
+
+def test_removing_from_unknown_foreign_or_personal_workspaces(app, db, clock):
+    owner, outsider = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner)
+    theirs = Browser(app, outsider.email)
+    foreign = _remove(theirs, team.slug, owner.email)
+    unknown = _remove(theirs, "no-such-team", owner.email)
+    assert_error(foreign, 404, "not_found")
+    assert foreign.json() == unknown.json()
+    personal = theirs.login["workspace"]["slug"]
+    refused = _remove(theirs, personal, outsider.email)
+    assert assert_error(refused, 422, "invalid_request")["field"] == "slug"
+    assert team.slug in workspaces_of(Browser(app, owner.email))
+
+
+def test_a_removed_member_added_again_keeps_their_marks(app, client, db, clock):
+    """Seen marks are the member's own and come back with the membership."""
+    owner, member = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner, [(member, Role.MEMBER)])
+    secret = make_key(db, clock, owner, team)
+    for i in range(3):
+        ingest(client, secret, event_body(i))
+    theirs = Browser(app, member.email)
+    theirs.switch(team.slug)
+    assert theirs.post("/api/activity/mark-seen", json={"all": True}).status_code == 200
+    browser = Browser(app, owner.email)
+    assert _remove(browser, team.slug, member.email).status_code == 200
+    url = f"/api/workspaces/{team.slug}/members"
+    assert browser.post(url, json={"email": member.email}).status_code == 201
+    assert workspaces_of(theirs)[team.slug]["unseenCount"] == 0
+
+
 # ---- unseen counts and switching --------------------------------------------------------
 
 

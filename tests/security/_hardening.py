@@ -87,6 +87,7 @@ class World:
             "event_id": self.settings_event_id,
             "resource_id": self.resources.get(kind, "r_unknown"),
             "path": "activity.js",
+            "email": self.newcomer.email if self.newcomer else "nobody@example.com",
         }
         return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values[m.group(1)], path)
 
@@ -148,6 +149,7 @@ def _valid_calls(w: World) -> dict[tuple[str, str], Call]:
         ("POST", "/api/workspaces/{slug}/members"): Call(
             json={"email": newcomer, "role": "member"}
         ),
+        ("DELETE", "/api/workspaces/{slug}/members/{email}"): Call(),
         ("POST", "/api/workspaces/{slug}/switch"): Call(),
         ("POST", "/api/activity/mark-seen"): Call(json={"all": True}),
         ("POST", "/api/activity/archive"): Call(json={"all": True, "archive": True}),

@@ -176,6 +176,11 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         slots={"slug": WORKSPACE, "email": EMAIL},
         writes=True,
     ),
+    ("DELETE", "/api/workspaces/{slug}/members/{email}"): Recipe(
+        build=lambda v: Req("DELETE", f"/api/workspaces/{v['slug']}/members/{v['email']}"),
+        slots={"slug": WORKSPACE, "email": EMAIL},
+        writes=True,
+    ),
     ("POST", "/api/workspaces/{slug}/switch"): Recipe(
         build=lambda v: Req("POST", f"/api/workspaces/{v['slug']}/switch"),
         slots={"slug": WORKSPACE},

@@ -139,6 +139,10 @@ def _prepare(w: World, method: str, path: str) -> tuple[str, Call]:
             assert b.post(f"/api/{kind}/{rid}/trash").status_code == 200
         if path.endswith("/unshare"):
             assert b.post(f"/api/{kind}/{rid}/share").status_code == 200
+    if "{email}" in path and w.newcomer is not None:
+        # Removal needs a member to remove: (re-)add the newcomer (409 if still one).
+        added = b.post(f"/api/workspaces/{w.team.slug}/members", json={"email": w.newcomer.email})
+        assert added.status_code in (201, 409), added.text
     if "{key_id}" in path:
         made = b.post("/api/api-keys", json={"name": "fresh"})
         w.key_id = made.json()["apiKey"]["id"]

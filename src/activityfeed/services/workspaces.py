@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from activityfeed.domain.accounts import Membership, Session, Workspace
+from activityfeed.domain.accounts import Membership, Session, User, Workspace
 from activityfeed.domain.ids import new_id
 from activityfeed.domain.workspaces import Role
 from activityfeed.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -85,6 +85,66 @@ def add_member(
         tx, workspace_id=mine.workspace.id, user_id=member.id, role=role, at=now
     )
     return Membership(workspace=mine.workspace, role=role)
+
+
+def _address_or_none(email: str) -> str | None:
+    """The normalised address, or None for text that cannot be anyone's address."""
+    if not is_storable(email):
+        return None
+    try:
+        return normalise_email(email)
+    except InvalidRequest:
+        return None
+
+
+def remove_member(
+    tx: Tx, *, user_id: str, user_email: str, slug: str, email: str
+) -> tuple[User, Role]:
+    """Take a member out of a team workspace: owners and admins remove others, anyone
+    may leave. Only an owner removes an owner, and the last owner stays.
+
+    The checks run in an order that reveals nothing to whom they refuse: the workspace
+    (404 for unknown and foreign alike), then the caller's right, and only then whether
+    the e-mail names a member (404). The removed user's sessions that had this workspace
+    active move to their personal workspace; their open streams end at the next access
+    check (``web.sse``), and their seen/archived state stays for a return. Returns the
+    removed member with the role they had.
+    """
+    mine = access_workspace(tx, user_id=user_id, slug=slug)
+    if mine.workspace.is_personal:
+        raise InvalidRequest(
+            "A personal workspace has one member, who cannot be removed.", field="slug"
+        )
+    # Serialise removals of one workspace (PostgreSQL; SQLite writers are serial), so
+    # that two owners cannot each remove the other and leave it without one.
+    store.lock_workspace(tx, mine.workspace.id, exclusive=True)
+    mine = access_workspace(tx, user_id=user_id, workspace_id=mine.workspace.id)  # after the lock
+    target_email = _address_or_none(email)
+    leaving = target_email == user_email
+    if not leaving and not mine.role.can_manage_members:
+        raise Forbidden("Only the workspace's owners and admins can remove members.")
+    found = (
+        store.select_member_by_email(tx, workspace_id=mine.workspace.id, email=target_email)
+        if target_email
+        else None
+    )
+    if found is None:
+        raise NotFound("No member of this workspace has that e-mail address.")
+    member, role = found
+    if role is Role.OWNER and not leaving and mine.role is not Role.OWNER:
+        raise Forbidden("Only an owner can remove an owner.")
+    if role is Role.OWNER and store.count_owners(tx, mine.workspace.id) <= 1:
+        raise Conflict(
+            "The last owner cannot be removed; make another member an owner first.",
+            code="last_owner",
+        )
+    store.delete_membership(tx, workspace_id=mine.workspace.id, user_id=member.id)
+    personal = store.select_personal_workspace(tx, member.id)
+    if personal is not None:
+        store.move_sessions(
+            tx, user_id=member.id, from_workspace=mine.workspace.id, to_workspace=personal.id
+        )
+    return member, role
 
 
 def switch_workspace(tx: Tx, session: Session, slug: str) -> Membership:

@@ -114,6 +114,35 @@ def update_membership_role(tx: Tx, *, workspace_id: str, user_id: str, role: Rol
     )
 
 
+def delete_membership(tx: Tx, *, workspace_id: str, user_id: str) -> None:
+    tx.conn.execute(
+        delete(memberships).where(
+            memberships.c.workspace_id == workspace_id, memberships.c.user_id == user_id
+        )
+    )
+
+
+def count_owners(tx: Tx, workspace_id: str) -> int:
+    return int(
+        tx.conn.execute(
+            select(func.count()).where(
+                memberships.c.workspace_id == workspace_id,
+                memberships.c.role == Role.OWNER.value,
+            )
+        ).scalar_one()
+    )
+
+
+def select_member_by_email(tx: Tx, *, workspace_id: str, email: str) -> tuple[User, Role] | None:
+    """The member of the workspace with that (normalised) e-mail, with their role."""
+    row = tx.conn.execute(
+        select(users, memberships.c.role)
+        .join(memberships, memberships.c.user_id == users.c.id)
+        .where(memberships.c.workspace_id == workspace_id, users.c.email == email)
+    ).first()
+    return (_user(row), Role(row.role)) if row else None
+
+
 def select_memberships(tx: Tx, user_id: str) -> list[Membership]:
     """The user's workspaces, personal first, then by name."""
     rows = tx.conn.execute(
@@ -249,6 +278,17 @@ def update_session_workspace(tx: Tx, id_hash: str, workspace_id: str) -> None:
     tx.conn.execute(
         update(sessions).where(sessions.c.id_hash == id_hash).values(workspace_id=workspace_id)
     )
+
+
+def move_sessions(tx: Tx, *, user_id: str, from_workspace: str, to_workspace: str) -> int:
+    """Point the user's sessions whose active workspace is ``from_workspace`` at
+    ``to_workspace``; how many."""
+    result = tx.conn.execute(
+        update(sessions)
+        .where(sessions.c.user_id == user_id, sessions.c.workspace_id == from_workspace)
+        .values(workspace_id=to_workspace)
+    )
+    return int(result.rowcount)
 
 
 def end_session(tx: Tx, id_hash: str, at: datetime) -> None:

@@ -1,4 +1,4 @@
-"""Workspaces: list with unseen counts, create, add members, switch."""
+"""Workspaces: list with unseen counts, create, add and remove members, switch."""
 
 from __future__ import annotations
 
@@ -58,6 +58,18 @@ def add_member(
     return JSONResponse(
         {"member": {"email": body.email.strip().lower(), "role": body.role}}, status_code=201
     )
+
+
+@router.delete("/{slug}/members/{email}", responses=errors(409))
+def remove_member(
+    slug: str, email: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
+) -> dict[str, Any]:
+    """Remove a member (owners and admins), or leave (anyone); see docs/api.md."""
+    with c.db.write() as tx:
+        member, role = workspaces.remove_member(
+            tx, user_id=session.user.id, user_email=session.user.email, slug=slug, email=email
+        )
+    return {"member": {"email": member.email, "role": role.value}}
 
 
 @router.post("/{slug}/switch")
