@@ -29,6 +29,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from activityfeed.domain import chain
 from activityfeed.domain.events import (
     Action,
     Actor,
@@ -185,28 +186,9 @@ def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Ev
 
 
 #: The columns an insert of events writes, in order (the bulk loader shares them).
-INSERT_COLUMNS = (
-    "seq",
-    "id",
-    "workspace_id",
-    "ws_ord",
-    "resource_type",
-    "action",
-    "resource_id",
-    "resource_name",
-    "description",
-    "actor_id",
-    "actor_name",
-    "actor_email",
-    "source_kind",
-    "source_key_prefix",
-    "created_at",
-    "recorded_at",
-    "metadata",
-    "private_to",
-    "idempotency_key",
-    "payload_hash",
-)
+#: The insert writes every column, in the order of the chain's canonical form (one list:
+#: tests/unit/test_chain.py checks it names every column of ``events``).
+INSERT_COLUMNS = chain.FIELDS
 # Column names are constants and the values are parameters.
 _SQLITE_INSERT = (
     f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) "  # noqa: S608
