@@ -42,7 +42,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from activityfeed.cli.bench import free_port, serve_command
 from activityfeed.domain.accounts import Scope
 from activityfeed.domain.events import SourceKind
 from activityfeed.services import accounts, apikeys, workspaces
@@ -180,28 +180,11 @@ def prepare(database_url: str, n_workspaces: int) -> list[Producer]:
 # --- the server ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(
     database_url: str, port: int, *, workers: int, workdir: Path, log: Any
 ) -> subprocess.Popen[bytes]:
     """``activityfeed serve`` in its own process group (so one SIGKILL takes every worker)."""
-    cmd = [
-        sys.executable,
-        "-c",
-        "from activityfeed.cli.main import main; main()",
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--database-url",
-        database_url,
-    ]
+    cmd = serve_command(database_url, port=port, workers=workers)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(sys.path),

@@ -9,7 +9,6 @@ a message.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -20,6 +19,7 @@ import httpx
 import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
+from activityfeed.cli.bench import free_port
 from activityfeed.cli.demo import DEMO_EMAIL, DEMO_PASSWORD, TEAM_NAME, seed_demo
 from activityfeed.config import Settings
 from activityfeed.web import create_app
@@ -29,12 +29,6 @@ OUT = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("ACTIVITYFEED_CHROMIUM", "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 360, "height": 740}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sign_in(page: Page, base: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+
+from activityfeed.cli.bench import free_port
 
 
 @dataclass
@@ -130,12 +131,6 @@ class SSEStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,10 @@ from typing import IO
 import httpx
 import pytest
 
+from activityfeed.cli.bench import free_port
 from activityfeed.cli.main import app as cli  # noqa: F401  (the entry point must import)
 
 BIN = Path(sys.executable).with_name("activityfeed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -578,20 +578,16 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
 # --- the server and the HTTP operations ---------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def server(
-    database_url: str, *, workers: int, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``activityfeed serve --workers N`` in a subprocess (with extra ``env``), until the
-    block ends."""
-    port = _free_port()
-    cmd = [
+def serve_command(database_url: str, *, port: int, workers: int) -> list[str]:
+    """The command line of ``activityfeed serve`` with this interpreter (and so this
+    virtualenv and ``sys.path``, which the caller passes on as ``PYTHONPATH``)."""
+    return [
         sys.executable,
         "-c",
         "from activityfeed.cli.main import main; main()",
@@ -603,6 +599,16 @@ def server(
         "--database-url",
         database_url,
     ]
+
+
+@contextmanager
+def server(
+    database_url: str, *, workers: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``activityfeed serve --workers N`` in a subprocess (with extra ``env``), until the
+    block ends."""
+    port = free_port()
+    cmd = serve_command(database_url, port=port, workers=workers)
     env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)  # noqa: S603 - our own CLI
     base = f"http://127.0.0.1:{port}"
