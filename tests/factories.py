@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from activityfeed.domain.accounts import Scope, User, Workspace
-from activityfeed.domain.events import SourceKind
+from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import accounts, apikeys, workspaces
+from activityfeed.services.events import record_event
 from activityfeed.store import accounts as account_store
 from activityfeed.store.db import Database
 
@@ -38,6 +39,33 @@ def make_user(
             password=password,
             now=clock(),
         )
+
+
+def record_system_event(
+    db: Database,
+    workspace_id: str,
+    n: int,
+    *,
+    now: datetime,
+    resource_type: ResourceType = ResourceType.TRAINING,
+    action: Action = Action.COMPLETED,
+) -> str:
+    """Commit one system event (resource ``run-<n>``) through the service, in a
+    transaction of its own, as a producer in another process would; its id."""
+    with db.write() as tx:
+        return record_event(
+            tx,
+            EventDraft(
+                workspace_id=workspace_id,
+                resource_type=resource_type,
+                action=action,
+                resource_id=f"run-{n}",
+                resource_name=f"run-{n}",
+                actor=None,
+                source=Source(kind=SourceKind.SYSTEM),
+            ),
+            now=now,
+        ).id
 
 
 def personal_workspace(db: Database, user: User) -> Workspace:

@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from activityfeed.cli.bench import free_port
+from tests.factories import Browser
 
 
 @dataclass
@@ -165,3 +166,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def cookies(browser: Browser) -> dict[str, str]:
+    """The browser's session cookie, for a client of a real server."""
+    return {"af_session": browser.client.cookies["af_session"]}
+
+
+def open_stream(base: str, browser: Browser, **kw: Any) -> SSEStream:
+    """The browser's live stream on the server at ``base``; fails unless it opens."""
+    stream = SSEStream(base, cookies(browser), **kw)
+    assert stream.response.status_code == 200, stream.response.read()
+    return stream

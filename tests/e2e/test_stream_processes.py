@@ -14,14 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import activity, workspaces
-from activityfeed.services.events import record_event
 from activityfeed.store.db import Database
 from tests.conftest import Clock
 from tests.e2e.test_serve import server, server_process
-from tests.factories import PASSWORD, make_key, make_team, make_user
+from tests.factories import PASSWORD, make_key, make_team, make_user, record_system_event
 from tests.sse_client import SSEStream
 
 #: Generous, to keep a loaded CI machine from flaking; the measured latency is printed.
@@ -174,17 +172,4 @@ def test_a_fresh_server_replays_what_a_crashed_one_never_delivered(
 
 def record(db: Database, workspace_id: str, n: int) -> str:
     """An event committed by another process (this one), as a service would."""
-    with db.write() as tx:
-        return record_event(
-            tx,
-            EventDraft(
-                workspace_id=workspace_id,
-                resource_type=ResourceType.TRAINING,
-                action=Action.COMPLETED,
-                resource_id=f"run-{n}",
-                resource_name=f"run-{n}",
-                actor=None,
-                source=Source(kind=SourceKind.SYSTEM),
-            ),
-            now=Clock()(),
-        ).id
+    return record_system_event(db, workspace_id, n, now=Clock()())

@@ -18,9 +18,9 @@ from activityfeed.config import Settings
 from activityfeed.domain.stream import REPLAY_LIMIT
 from activityfeed.store.db import Database
 from activityfeed.web import create_app
-from tests.factories import Browser, event_body, ingest, make_key, make_user, personal_workspace
+from tests.factories import event_body, ingest, make_key, make_user, personal_workspace
 from tests.functional.feed_helpers import World, assert_error, make_world
-from tests.sse_client import SSEStream, serve_app
+from tests.sse_client import open_stream, serve_app
 
 
 @pytest.fixture
@@ -37,16 +37,6 @@ def live(stream_settings: Settings, db: Database, clock: Any) -> Iterator[tuple[
     world = make_world(app, client, db, clock)
     with serve_app(app) as base:
         yield world, base
-
-
-def cookies(browser: Browser) -> dict[str, str]:
-    return {"af_session": browser.client.cookies["af_session"]}
-
-
-def open_stream(base: str, browser: Browser, **kw: Any) -> SSEStream:
-    stream = SSEStream(base, cookies(browser), **kw)
-    assert stream.response.status_code == 200, stream.response.read()
-    return stream
 
 
 def send(world: World, n: int, **overrides: Any) -> dict[str, Any]:

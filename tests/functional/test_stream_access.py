@@ -23,7 +23,7 @@ from activityfeed.store.db import Database
 from activityfeed.web import create_app
 from tests.factories import Browser, event_body, ingest, make_team
 from tests.functional.feed_helpers import World, assert_error, make_world
-from tests.sse_client import SSEMessage, SSEStream, serve_app
+from tests.sse_client import SSEMessage, SSEStream, cookies, open_stream, serve_app
 
 
 @contextmanager
@@ -39,16 +39,6 @@ def live(
     world = make_world(app, client, db, clock)
     with serve_app(app) as base:
         yield world, base
-
-
-def cookies(browser: Browser) -> dict[str, str]:
-    return {"af_session": browser.client.cookies["af_session"]}
-
-
-def open_stream(base: str, browser: Browser, **kw: Any) -> SSEStream:
-    stream = SSEStream(base, cookies(browser), **kw)
-    assert stream.response.status_code == 200, stream.response.read()
-    return stream
 
 
 def until_end(stream: SSEStream, timeout: float) -> list[SSEMessage]:

@@ -12,12 +12,10 @@ import anyio.to_thread
 from sqlalchemy import text
 
 from activityfeed.config import Settings
-from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
-from activityfeed.services.events import record_event
 from activityfeed.store.db import Database
 from activityfeed.web import sse
 from activityfeed.web.sse import Broker
-from tests.factories import make_user, personal_workspace
+from tests.factories import make_user, personal_workspace, record_system_event
 
 EVENTS = 25
 
@@ -38,21 +36,7 @@ def test_a_client_that_never_reads_does_not_block_another(
     ws = personal_workspace(db, user)
 
     def record(n: int) -> str:
-        with db.write() as tx:
-            event = record_event(
-                tx,
-                EventDraft(
-                    workspace_id=ws.id,
-                    resource_type=ResourceType.TRAINING,
-                    action=Action.COMPLETED,
-                    resource_id=f"run-{n}",
-                    resource_name=f"run-{n}",
-                    actor=None,
-                    source=Source(kind=SourceKind.SYSTEM),
-                ),
-                now=clock(),
-            )
-        return event.id
+        return record_system_event(db, ws.id, n, now=clock())
 
     async def main() -> None:
         broker = Broker(settings, db, clock)
@@ -98,20 +82,7 @@ class InjectedFault(RuntimeError):
 
 def _recorder(db: Database, clock: Any, workspace_id: str) -> Any:
     def record(n: int) -> str:
-        with db.write() as tx:
-            return record_event(
-                tx,
-                EventDraft(
-                    workspace_id=workspace_id,
-                    resource_type=ResourceType.TRAINING,
-                    action=Action.COMPLETED,
-                    resource_id=f"run-{n}",
-                    resource_name=f"run-{n}",
-                    actor=None,
-                    source=Source(kind=SourceKind.SYSTEM),
-                ),
-                now=clock(),
-            ).id
+        return record_system_event(db, workspace_id, n, now=clock())
 
     return record
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.domain.events import Action, ResourceType
 from activityfeed.domain.stream import StreamPosition, parse_position
 from activityfeed.services import activity, workspaces
 from activityfeed.services import stream as stream_service
-from activityfeed.services.events import record_event
 from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Database
-from tests.factories import make_user, personal_workspace
+from tests.factories import make_user, personal_workspace, record_system_event
 
 WINDOW = timedelta(hours=1)
 
@@ -23,20 +22,9 @@ def _setup(db: Database, clock: Any) -> tuple[Any, Any]:
 
 
 def _record(db: Database, clock: Any, ws_id: str, n: int) -> str:
-    with db.write() as tx:
-        return record_event(
-            tx,
-            EventDraft(
-                workspace_id=ws_id,
-                resource_type=ResourceType.MODEL,
-                action=Action.CREATED,
-                resource_id=f"m{n}",
-                resource_name=f"m{n}",
-                actor=None,
-                source=Source(kind=SourceKind.SYSTEM),
-            ),
-            now=clock(),
-        ).id
+    return record_system_event(
+        db, ws_id, n, now=clock(), resource_type=ResourceType.MODEL, action=Action.CREATED
+    )
 
 
 def _position(db: Database, user_id: str, ws_id: str) -> StreamPosition:
