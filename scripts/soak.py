@@ -72,6 +72,7 @@ class Report:
     errors: list[str] = field(default_factory=list)
     ingested: list[str] = field(default_factory=list)
     rss: list[tuple[float, int]] = field(default_factory=list)
+    rss_by_process: list[dict[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -153,26 +154,39 @@ async def read_stream(base: str, cookies: httpx.Cookies, stream: Stream) -> None
     stream.ended = stream.ended or "closed by the server"
 
 
-def _rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` and its descendants (uvicorn's workers), in KiB."""
-    total, todo = 0, [pid]
+def rss_by_process(pid: int) -> dict[int, int]:
+    """Resident memory (KiB) of ``pid`` and of each of its descendants (uvicorn's
+    multiprocessing helper and workers), by process id."""
+    out: dict[int, int] = {}
+    todo = [pid]
     while todo:
         current = todo.pop()
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    out[current] = int(line.split()[1])
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
-    return total
+    return out
 
 
 async def sample_rss(pid: int, report: Report, stop: asyncio.Event) -> None:
     start = time.monotonic()
     while not stop.is_set():
-        report.rss.append((time.monotonic() - start, _rss_kib(pid)))
+        by_process = rss_by_process(pid)
+        report.rss.append((time.monotonic() - start, sum(by_process.values())))
+        report.rss_by_process.append(by_process)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
+
+
+def per_minute(samples: list[tuple[float, int]]) -> list[float]:
+    """Mean RSS (MiB) of each whole or partial minute of the run: the curve that shows
+    whether memory levels off."""
+    minutes: dict[int, list[int]] = defaultdict(list)
+    for t, kib in samples:
+        minutes[int(t // 60)].append(kib)
+    return [round(statistics.mean(v) / 1024, 1) for _, v in sorted(minutes.items())]
 
 
 async def client_loop(
@@ -333,6 +347,15 @@ def summarise(
             "last_quarter_mean": round(last / 1024, 1),
             "max": round(max(rss) / 1024, 1),
             "growth": round(growth, 4),
+            "per_minute": per_minute(report.rss),
+            # First and last sample of each process (the supervisor, the helper, workers).
+            "by_process": {
+                str(pid): [
+                    round(report.rss_by_process[0].get(pid, 0) / 1024, 1),
+                    round(kib / 1024, 1),
+                ]
+                for pid, kib in (report.rss_by_process[-1] if report.rss_by_process else {}).items()
+            },
         },
         "operations": ops,
         "problems": problems,
@@ -349,7 +372,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"({result['lost']} lost, {result['doubled']} doubled), {result['errors']} errors. "
         f"Server RSS {rss['start']} MiB at start, {rss['second_quarter_mean']} → "
         f"{rss['last_quarter_mean']} MiB (2nd → last quarter mean, {rss['growth']:+.1%}), "
-        f"max {rss['max']} MiB.",
+        f"max {rss['max']} MiB. Per minute: {', '.join(map(str, rss['per_minute']))} MiB.",
         "",
         "| Operation | Requests | p50 ms | p95 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
