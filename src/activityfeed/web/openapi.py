@@ -8,8 +8,12 @@ method (a failed CSRF or origin check, a role or a key scope that does not allow
 404 where a path id or a workspace slug (``workspace``, ``owner``) is taken, 413 on a
 state-changing method (the body limit), and 422 wherever there is input to be invalid.
 What only a route's own rules produce (409, 429, 413 for a list) is declared on the
-route with ``responses=errors(...)``. ``tests/functional/test_fuzz_openapi.py`` fails
-on any answer the document does not list.
+route with ``responses=errors(...)``. Success bodies are declared on each route with
+``responses=success(Model)`` (strict models from ``web/schemas.py``) and
+``response_model=None``, so the handlers' dicts go out untouched; a stream or a file with
+``not_json``. ``tests/functional/test_fuzz_openapi.py`` fails on any answer the document
+does not list, and ``tests/unit/test_openapi_bodies.py`` on a success answer whose schema
+would accept any body.
 """
 
 from __future__ import annotations
@@ -55,6 +59,26 @@ DESCRIPTIONS = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route's own error answers."""
     return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
+
+
+def success(
+    model: Any, status: int = 200, description: str = "Done."
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route's success body, described by ``model`` (a strict wire
+    model of ``web/schemas.py``, or a union of them).
+
+    The route also takes ``response_model=None``: its handler returns plain dicts (or a
+    ``JSONResponse``) that go out as they are, with no validation or re-serialisation on
+    the way, and the model only documents them. The fuzz test holds the two together.
+    """
+    return {status: {"model": model, "description": description}}
+
+
+def not_json(
+    media_type: str, description: str, schema: dict[str, Any]
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route whose 200 is not JSON (a stream, a file)."""
+    return {200: {"description": description, "content": {media_type: {"schema": schema}}}}
 
 
 def _error_response(status: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,15 +12,24 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    create_model,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from activityfeed.domain import profiles
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User, Workspace
-from activityfeed.domain.events import EventView, ResourceState, ResourceStatus
+from activityfeed.domain.events import (
+    Action,
+    EventView,
+    ResourceState,
+    ResourceStatus,
+    ResourceType,
+    SourceKind,
+)
 from activityfeed.domain.profiles import Profile
-from activityfeed.domain.resources import Resource, Upload
+from activityfeed.domain.resources import Resource, ResourceKind, Upload
+from activityfeed.domain.workspaces import Role
 from activityfeed.errors import InvalidRequest
 from activityfeed.services.events import event_json, rfc3339
 
@@ -118,6 +128,296 @@ class ResourceClone(Wire):
 
 
 # ---- responses --------------------------------------------------------------------------
+#
+# The routes return plain dicts (the ``*_public`` functions), never validated on the way
+# out; the models below only document them (``openapi.success``), and
+# tests/functional/test_fuzz_openapi.py checks every answer against them. They forbid
+# extra keys; a key that is always sent is required (``X | None`` when it may be null),
+# and one that is sometimes left out is ``absent()``.
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def absent() -> Any:
+    """A key that is left out when it has no value: optional, never null."""
+    return Field(default=None, json_schema_extra=_no_default)
+
+
+class UserPublic(Wire):
+    id: str
+    email: str
+    name: str
+    created_at: datetime
+
+
+class WorkspacePublic(Wire):
+    id: str
+    slug: str
+    name: str
+    is_personal: bool
+    created_at: datetime
+
+
+class MembershipPublic(WorkspacePublic):
+    """A workspace with the caller's role in it."""
+
+    role: Role
+
+
+class WorkspaceSummary(MembershipPublic):
+    """A workspace as lists, create and switch show it."""
+
+    unseen_count: int
+    active: bool
+
+
+class MemberPublic(Wire):
+    email: str
+    role: Role
+
+
+class ApiKeyPublic(Wire):
+    id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    scopes: list[Scope]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_by: str
+
+
+class ActorPublic(Wire):
+    id: str
+    name: str
+    email: str
+
+
+class SourcePublic(Wire):
+    kind: SourceKind
+    api_key_prefix: str = absent()
+
+
+class ResourceTrashed(Wire):
+    status: Literal["trashed"]
+    purge_at: datetime
+
+
+class ResourceDeleted(Wire):
+    status: Literal["deleted"]
+    deleted_at: datetime
+
+
+class EventPublic(Wire):
+    id: str
+    workspace_id: str
+    resource_type: ResourceType
+    resource_id: str
+    resource_name: str
+    action: Action
+    description: str
+    actor: ActorPublic | None
+    source: SourcePublic
+    created_at: datetime
+    metadata: dict[str, Any]
+    seen: bool
+    archived: bool
+    resource_deleted: bool
+    resource_state: (
+        Annotated[ResourceTrashed | ResourceDeleted, Field(discriminator="status")] | None
+    )
+    undoable_until: datetime | None
+
+
+class LoginResponse(Wire):
+    user: UserPublic
+    workspace: WorkspacePublic
+    csrf_token: str
+
+
+class MeResponse(Wire):
+    user: UserPublic
+    workspace: MembershipPublic
+    csrf_token: str
+
+
+class SuccessResponse(Wire):
+    success: Literal[True]
+
+
+class PasswordChanged(SuccessResponse):
+    ended_sessions: int
+
+
+class WorkspaceList(Wire):
+    workspaces: list[WorkspaceSummary]
+
+
+class WorkspaceResponse(Wire):
+    workspace: WorkspaceSummary
+
+
+class MemberResponse(Wire):
+    member: MemberPublic
+
+
+class ActivityPage(Wire):
+    events: list[EventPublic]
+    page: int
+    limit: int
+    total: int
+    unseen_count: int
+    next_cursor: str | None
+
+
+class ExportFilters(Wire):
+    """The export's filters: ``archived`` always, the others when set."""
+
+    archived: bool
+    search: str = absent()
+    start: datetime = absent()
+    end: datetime = absent()
+    resource_type: list[ResourceType] = absent()
+    action: list[Action] = absent()
+
+
+class ActivityExport(Wire):
+    """``GET /api/activity?export=true``: every matching event, as a download."""
+
+    exported_at: datetime
+    owner: str
+    filters: ExportFilters
+    activity: list[EventPublic]
+
+
+class MarkSeenResponse(SuccessResponse):
+    unseen_count: int
+
+
+class ArchiveResponse(SuccessResponse):
+    updated: int
+
+
+class ApiKeyCreated(Wire):
+    api_key: ApiKeyPublic
+    secret: str
+
+
+class ApiKeyList(Wire):
+    api_keys: list[ApiKeyPublic]
+
+
+class ApiKeyResponse(Wire):
+    api_key: ApiKeyPublic
+
+
+class EventResponse(Wire):
+    event: EventPublic
+
+
+class EventList(Wire):
+    events: list[EventPublic]
+
+
+class NotificationsPublic(Wire):
+    training_failures: bool
+    weekly_digest: bool
+    email_digest: Literal["off", "daily", "weekly"]
+
+
+class ProfilePublic(Wire):
+    name: str
+    email: str
+    bio: str
+    company: str
+    timezone: str
+    notifications: NotificationsPublic
+    updated_at: datetime | None
+
+
+class ProfileResponse(Wire):
+    profile: ProfilePublic
+
+
+class ProfileChanged(Wire):
+    profile: ProfilePublic
+    # Null when the request changed nothing.
+    event: EventPublic | None
+
+
+class OnboardingResponse(Wire):
+    completed_at: datetime
+    already_completed: bool
+    # docs/api.md says an Event always; the service gives none when the caller can no
+    # longer see the one recorded, and the document must say what is sent.
+    event: EventPublic | None
+
+
+class UploadPublic(Wire):
+    id: str
+    resource_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_by: str
+    created_at: datetime
+
+
+class UploadResponse(Wire):
+    upload: UploadPublic
+
+
+class ResourcePublic(Wire):
+    id: str
+    workspace_id: str
+    kind: ResourceKind
+    name: str
+    description: str
+    is_public: bool
+    status: Literal["active", "trashed", "deleted"]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    trashed_at: datetime | None
+    purge_after: datetime | None
+    cloned_from: str | None
+
+
+class ResourceDetail(ResourcePublic):
+    """A resource with its uploads (get and create)."""
+
+    uploads: list[UploadPublic]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceBodies:
+    """One kind's answers: ``{"<kind>": Resource}``, the same with uploads, and the list
+    ``{"<kind>s": [Resource, ...]}``."""
+
+    one: type[Wire]
+    detail: type[Wire]
+    many: type[Wire]
+
+
+def _resource_bodies(kind: ResourceKind) -> ResourceBodies:
+    title = kind.value.capitalize()
+
+    def wrapper(name: str, key: str, value: Any) -> type[Wire]:
+        fields: dict[str, Any] = {key: (value, ...)}
+        return create_model(name, __base__=Wire, **fields)
+
+    return ResourceBodies(
+        one=wrapper(f"{title}Response", kind.value, ResourcePublic),
+        detail=wrapper(f"{title}DetailResponse", kind.value, ResourceDetail),
+        many=wrapper(f"{title}List", kind.plural, list[ResourcePublic]),
+    )
+
+
+RESOURCE_BODIES = {kind: _resource_bodies(kind) for kind in ResourceKind}
 
 
 def user_public(user: User) -> dict[str, Any]:

@@ -26,7 +26,17 @@ from activityfeed.errors import InvalidRequest
 from activityfeed.services import activity, workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
-from activityfeed.web.schemas import ArchiveRequest, MarkSeenRequest, event_public, iso
+from activityfeed.web.openapi import success
+from activityfeed.web.schemas import (
+    ActivityExport,
+    ActivityPage,
+    ArchiveRequest,
+    ArchiveResponse,
+    MarkSeenRequest,
+    MarkSeenResponse,
+    event_public,
+    iso,
+)
 
 router = auth_policy.router(prefix="/api/activity", tags=["activity"])
 
@@ -76,7 +86,13 @@ def _owner(request: Request) -> str | None:
     return values[-1].strip() or None if values else None
 
 
-@router.get("", response_model=None, openapi_extra={"parameters": LIST_PARAMETERS})
+@router.get(
+    "",
+    response_model=None,
+    # A page; with export=true the download (its own shape, so never mistaken for a page).
+    responses=success(ActivityPage | ActivityExport, description="A page, or the export."),
+    openapi_extra={"parameters": LIST_PARAMETERS},
+)
 def list_activity(
     request: Request, session: Session = Depends(session_auth)
 ) -> JSONResponse | StreamingResponse:
@@ -153,7 +169,12 @@ def _ids_or_all(ids: list[str] | None, all_: bool | None) -> None:
         raise InvalidRequest("Give 'eventIds' or 'all': true.", field="eventIds")
 
 
-@router.post("/mark-seen", openapi_extra={"parameters": [OWNER]})
+@router.post(
+    "/mark-seen",
+    response_model=None,
+    responses=success(MarkSeenResponse),
+    openapi_extra={"parameters": [OWNER]},
+)
 def mark_seen(
     body: MarkSeenRequest,
     request: Request,
@@ -173,7 +194,12 @@ def mark_seen(
     return {"success": True, "unseenCount": unseen}
 
 
-@router.post("/archive", openapi_extra={"parameters": [OWNER]})
+@router.post(
+    "/archive",
+    response_model=None,
+    responses=success(ArchiveResponse),
+    openapi_extra={"parameters": [OWNER]},
+)
 def archive(
     body: ArchiveRequest,
     request: Request,

@@ -12,13 +12,25 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.services import apikeys, workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
-from activityfeed.web.openapi import errors
-from activityfeed.web.schemas import ApiKeyCreate, api_key_public
+from activityfeed.web.openapi import errors, success
+from activityfeed.web.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyResponse,
+    api_key_public,
+)
 
 router = auth_policy.router(prefix="/api/api-keys", tags=["api-keys"])
 
 
-@router.post("", status_code=201, responses=errors(404))
+@router.post(
+    "",
+    status_code=201,
+    response_model=None,
+    responses=success(ApiKeyCreated, 201, "Created; the secret is never shown again.")
+    | errors(404),
+)
 def create_key(
     body: ApiKeyCreate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
@@ -36,7 +48,7 @@ def create_key(
     return {"apiKey": api_key_public(created.key), "secret": created.secret}
 
 
-@router.get("")
+@router.get("", response_model=None, responses=success(ApiKeyList))
 def list_keys(
     workspace: str | None = None,
     session: Session = Depends(session_auth),
@@ -48,7 +60,9 @@ def list_keys(
     return {"apiKeys": [api_key_public(k) for k in keys]}
 
 
-@router.delete("/{key_id}")
+@router.delete(
+    "/{key_id}", response_model=None, responses=success(ApiKeyResponse, description="Revoked.")
+)
 def revoke_key(
     key_id: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

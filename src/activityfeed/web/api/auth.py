@@ -21,10 +21,14 @@ from activityfeed.web.deps import (
     is_secure,
     session_auth,
 )
-from activityfeed.web.openapi import errors
+from activityfeed.web.openapi import errors, success
 from activityfeed.web.schemas import (
     LoginRequest,
+    LoginResponse,
+    MeResponse,
     PasswordChange,
+    PasswordChanged,
+    SuccessResponse,
     membership_public,
     user_public,
     workspace_public,
@@ -45,7 +49,11 @@ def set_session_cookie(request: Request, response: Response, c: Ctx, value: str)
     )
 
 
-@router.post("/login", responses=errors(429))
+@router.post(
+    "/login",
+    response_model=None,
+    responses=success(LoginResponse, description="Signed in.") | errors(429),
+)
 @auth_policy.accepts(auth_policy.Auth.PUBLIC)
 def login(
     body: LoginRequest, request: Request, response: Response, c: Ctx = Depends(ctx)
@@ -79,7 +87,7 @@ def login(
     }
 
 
-@router.post("/logout")
+@router.post("/logout", response_model=None, responses=success(SuccessResponse))
 def logout(
     response: Response,
     session: Session = Depends(session_auth),
@@ -95,7 +103,7 @@ def logout(
     return {"success": True}
 
 
-@router.post("/password", responses=errors(429))
+@router.post("/password", response_model=None, responses=success(PasswordChanged) | errors(429))
 def change_password(
     body: PasswordChange,
     request: Request,
@@ -128,7 +136,7 @@ def change_password(
     return {"success": True, "endedSessions": ended}
 
 
-@router.get("/me")
+@router.get("/me", response_model=None, responses=success(MeResponse))
 def me(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
     """The signed-in user, the active workspace and the CSRF token (for pages)."""
     with c.db.read() as tx:

@@ -20,7 +20,8 @@ from activityfeed.services.ingest import MAX_BATCH, IngestItem, ingest_events
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, api_key_auth, ctx
 from activityfeed.web.errors import validation_message
-from activityfeed.web.schemas import EventCreate, event_public
+from activityfeed.web.openapi import success
+from activityfeed.web.schemas import EventCreate, EventList, EventResponse, event_public
 
 router = auth_policy.router(auth=auth_policy.Auth.API_KEY, prefix="/api/events", tags=["ingestion"])
 
@@ -106,7 +107,10 @@ def _json_response(content: Any, status_code: int) -> Response:
 @router.post(
     "",
     status_code=201,
-    responses={200: {"description": "Every item replayed an earlier idempotencyKey."}},
+    response_model=None,
+    # One event answers {"event"}, a batch {"events"}.
+    responses=success(EventResponse | EventList, 201, "Recorded.")
+    | success(EventResponse | EventList, 200, "Every item replayed an earlier idempotencyKey."),
     # The handler parses the body itself (to name the failing item), so the document
     # describes it here: one event, or a batch.
     openapi_extra={

@@ -15,11 +15,20 @@ from activityfeed.domain.accounts import Session
 from activityfeed.services import export
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.openapi import not_json
 
 router = auth_policy.router(prefix="/api/settings/profile", tags=["settings"])
 
 
-@router.get("/export", response_class=StreamingResponse)
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses=not_json(
+        "application/zip",
+        "The archive (docs/export.md), as a download.",
+        {"type": "string", "format": "binary"},
+    ),
+)
 def export_profile(
     session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> StreamingResponse:

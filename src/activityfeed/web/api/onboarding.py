@@ -17,12 +17,13 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.services import onboarding
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
-from activityfeed.web.schemas import event_public, iso
+from activityfeed.web.openapi import success
+from activityfeed.web.schemas import OnboardingResponse, event_public, iso
 
 router = auth_policy.router(prefix="/api/onboarding", tags=["onboarding"])
 
 
-@router.post("/complete")
+@router.post("/complete", response_model=None, responses=success(OnboardingResponse))
 def complete(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
     with c.db.write() as tx:
         done = onboarding.complete_onboarding(

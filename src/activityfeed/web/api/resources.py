@@ -24,11 +24,13 @@ from activityfeed.web.deps import (
     ctx,
     session_auth,
 )
-from activityfeed.web.openapi import errors
+from activityfeed.web.openapi import errors, success
 from activityfeed.web.schemas import (
+    RESOURCE_BODIES,
     ResourceClone,
     ResourceCreate,
     ResourceUpdate,
+    UploadResponse,
     resource_public,
     upload_public,
 )
@@ -89,8 +91,14 @@ def precheck_upload(
 
 def make_router(kind: ResourceKind) -> APIRouter:
     router = auth_policy.router(prefix=f"/api/{kind.plural}", tags=[kind.plural])
+    bodies = RESOURCE_BODIES[kind]
 
-    @router.post("", status_code=201)
+    @router.post(
+        "",
+        status_code=201,
+        response_model=None,
+        responses=success(bodies.detail, 201, f"The new {kind.value}."),
+    )
     def create(
         body: ResourceCreate,
         workspace: str | None = None,
@@ -110,7 +118,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(r, [])}
 
-    @router.get("")
+    @router.get("", response_model=None, responses=success(bodies.many))
     def list_(
         trashed: bool = False,
         workspace: str | None = None,
@@ -123,7 +131,7 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.plural: [resource_public(r) for r in found]}
 
-    @router.get("/{resource_id}")
+    @router.get("/{resource_id}", response_model=None, responses=success(bodies.detail))
     def get(
         resource_id: str,
         workspace: str | None = None,
@@ -139,7 +147,9 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(detail.resource, detail.uploads)}
 
-    @router.patch("/{resource_id}", responses=errors(409))
+    @router.patch(
+        "/{resource_id}", response_model=None, responses=success(bodies.one) | errors(409)
+    )
     def update(
         resource_id: str,
         body: ResourceUpdate,
@@ -180,7 +190,10 @@ def make_router(kind: ResourceKind) -> APIRouter:
 
     def _simple(action: str) -> None:
         @router.post(
-            f"/{{resource_id}}/{action}", name=f"{kind.value}_{action}", responses=errors(409)
+            f"/{{resource_id}}/{action}",
+            name=f"{kind.value}_{action}",
+            response_model=None,
+            responses=success(bodies.one) | errors(409),
         )
         def handler(
             resource_id: str,
@@ -193,7 +206,11 @@ def make_router(kind: ResourceKind) -> APIRouter:
     for action in ("trash", "restore", "share", "unshare"):
         _simple(action)
 
-    @router.delete("/{resource_id}")
+    @router.delete(
+        "/{resource_id}",
+        response_model=None,
+        responses=success(bodies.one, description="Deleted for good (`status` `deleted`)."),
+    )
     def delete(
         resource_id: str,
         workspace: str | None = None,
@@ -203,7 +220,12 @@ def make_router(kind: ResourceKind) -> APIRouter:
         """Delete permanently (from Trash or not); the events stay."""
         return _change("delete", resource_id, workspace, session, c)
 
-    @router.post("/{resource_id}/clone", status_code=201, responses=errors(409))
+    @router.post(
+        "/{resource_id}/clone",
+        status_code=201,
+        response_model=None,
+        responses=success(bodies.one, 201, "The copy, in the target workspace.") | errors(409),
+    )
     def clone(
         resource_id: str,
         body: ResourceClone,
@@ -225,7 +247,12 @@ def make_router(kind: ResourceKind) -> APIRouter:
             )
         return {kind.value: resource_public(r)}
 
-    @router.post("/{resource_id}/uploads", status_code=201, responses=errors(409))
+    @router.post(
+        "/{resource_id}/uploads",
+        status_code=201,
+        response_model=None,
+        responses=success(UploadResponse, 201, "Stored.") | errors(409),
+    )
     async def upload(
         resource_id: str,
         request: Request,

@@ -15,8 +15,15 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.services import settings
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
-from activityfeed.web.openapi import errors
-from activityfeed.web.schemas import ProfileUpdate, event_public, profile_public
+from activityfeed.web.openapi import errors, success
+from activityfeed.web.schemas import (
+    EventResponse,
+    ProfileChanged,
+    ProfileResponse,
+    ProfileUpdate,
+    event_public,
+    profile_public,
+)
 
 router = auth_policy.router(tags=["settings"])
 
@@ -25,14 +32,14 @@ def undo_window(c: Ctx) -> timedelta:
     return timedelta(seconds=c.settings.undo_window_seconds)
 
 
-@router.get("/api/settings/profile")
+@router.get("/api/settings/profile", response_model=None, responses=success(ProfileResponse))
 def get_profile(session: Session = Depends(session_auth), c: Ctx = Depends(ctx)) -> dict[str, Any]:
     with c.db.read() as tx:
         profile = settings.get_profile(tx, user_id=session.user.id)
     return {"profile": profile_public(profile)}
 
 
-@router.patch("/api/settings/profile")
+@router.patch("/api/settings/profile", response_model=None, responses=success(ProfileChanged))
 def update_profile(
     body: ProfileUpdate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
@@ -53,7 +60,11 @@ def update_profile(
     }
 
 
-@router.post("/api/activity/{event_id}/undo", responses=errors(409))
+@router.post(
+    "/api/activity/{event_id}/undo",
+    response_model=None,
+    responses=success(EventResponse, description="Undone; the revert's own event.") | errors(409),
+)
 def undo(
     event_id: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from activityfeed.domain.accounts import Session
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import session_auth
-from activityfeed.web.openapi import errors
+from activityfeed.web.openapi import errors, not_json
 from activityfeed.web.sse import Broker
 
 router = auth_policy.router(prefix="/api/activity", tags=["activity"])
@@ -25,7 +25,16 @@ def _last_event_id(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("lastEventId") or None
 
 
-@router.get("/stream", response_class=StreamingResponse, responses=errors(429))
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses=not_json(
+        "text/event-stream",
+        "Server-Sent Events until the session or the membership ends (docs/api.md).",
+        {"type": "string"},
+    )
+    | errors(429),
+)
 async def stream(request: Request, session: Session = Depends(session_auth)) -> StreamingResponse:
     """New events, the user's state changes and unseen counts, as they happen."""
     broker: Broker = request.app.state.broker

@@ -12,13 +12,20 @@ from activityfeed.domain.workspaces import Role
 from activityfeed.services import workspaces
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, ctx, session_auth
-from activityfeed.web.openapi import errors
-from activityfeed.web.schemas import MemberAdd, WorkspaceCreate, membership_public
+from activityfeed.web.openapi import errors, success
+from activityfeed.web.schemas import (
+    MemberAdd,
+    MemberResponse,
+    WorkspaceCreate,
+    WorkspaceList,
+    WorkspaceResponse,
+    membership_public,
+)
 
 router = auth_policy.router(prefix="/api/workspaces", tags=["workspaces"])
 
 
-@router.get("")
+@router.get("", response_model=None, responses=success(WorkspaceList))
 def list_workspaces(
     session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
@@ -32,7 +39,12 @@ def list_workspaces(
     }
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=None,
+    responses=success(WorkspaceResponse, 201, "Created."),
+)
 def create_workspace(
     body: WorkspaceCreate, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
@@ -42,7 +54,12 @@ def create_workspace(
     return {"workspace": membership_public(membership, unseenCount=0, active=False)}
 
 
-@router.post("/{slug}/members", status_code=201, responses=errors(409))
+@router.post(
+    "/{slug}/members",
+    status_code=201,
+    response_model=None,
+    responses=success(MemberResponse, 201, "Added.") | errors(409),
+)
 def add_member(
     slug: str, body: MemberAdd, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> JSONResponse:
@@ -60,7 +77,11 @@ def add_member(
     )
 
 
-@router.delete("/{slug}/members/{email}", responses=errors(409))
+@router.delete(
+    "/{slug}/members/{email}",
+    response_model=None,
+    responses=success(MemberResponse, description="Removed.") | errors(409),
+)
 def remove_member(
     slug: str, email: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
@@ -72,7 +93,7 @@ def remove_member(
     return {"member": {"email": member.email, "role": role.value}}
 
 
-@router.post("/{slug}/switch")
+@router.post("/{slug}/switch", response_model=None, responses=success(WorkspaceResponse))
 def switch(
     slug: str, session: Session = Depends(session_auth), c: Ctx = Depends(ctx)
 ) -> dict[str, Any]:
