@@ -931,6 +931,8 @@ def bench(
     if unknown:
         err_console.print(f"[red]unknown --skip part(s):[/red] {', '.join(sorted(unknown))}")
         raise typer.Exit(2)
+    if folder is not None and database_url is None:
+        folder.mkdir(parents=True, exist_ok=True)  # a new folder to keep the file in
     url = database_url or "sqlite:///" + str(
         (folder or Path(tempfile.mkdtemp(prefix="af-bench-"))) / "bench.db"
     )
