@@ -39,7 +39,8 @@ def select_head(tx: Tx, workspace_id: str) -> ChainHead:
     newest_ord = (
         select(ev.ws_ord)
         .where(ev.workspace_id == workspace_id)
-        .order_by(ev.seq.desc())
+        # By ws_ord, not seq: see store.events.newest_first_in_workspace.
+        .order_by(ev.ws_ord.desc())
         .limit(1)
         .scalar_subquery()
     )

@@ -85,12 +85,25 @@ def to_event(row: Any) -> Event:
     )
 
 
+def newest_first_in_workspace() -> ColumnElement[Any]:
+    """The order of one workspace's events, newest first, for a ``LIMIT 1`` head read.
+
+    ``ws_ord`` follows ``seq`` within a workspace (``insert_events``), so this is also
+    newest by ``seq``. Ordering by ``seq`` let PostgreSQL, once it has statistics that
+    say a workspace holds a fifth of the table, walk the primary key backwards and
+    filter out every newer event of the other workspaces (80,000 rows, 9 ms, in the
+    benchmark); only ``ux_events_ord`` gives ``ws_ord`` order, so this plan is the
+    only one without a sort: one index entry.
+    """
+    return events.c.ws_ord.desc()
+
+
 def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     """The newest event's (seq, ws_ord) in the workspace, or (0, 0) when it has none."""
     row = tx.conn.execute(
         select(events.c.seq, events.c.ws_ord)
         .where(events.c.workspace_id == workspace_id)
-        .order_by(events.c.seq.desc())
+        .order_by(newest_first_in_workspace())
         .limit(1)
     ).first()
     return (int(row.seq), int(row.ws_ord)) if row else (0, 0)
