@@ -959,6 +959,10 @@ def bench(
             load_s = time.perf_counter() - started
         verb = "Reused" if world.reused else "Loaded"
         console.print(f"{verb} the history in {load_s:.1f} s ({db.dialect}).")
+        if not world.reused and db.dialect == "postgresql":
+            started = time.perf_counter()
+            bulk.settle(db)
+            console.print(f"VACUUM ANALYZE in {time.perf_counter() - started:.1f} s.")
         ctx = Ctx(
             db=db,
             world=world,
