@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import anyio.to_thread
+import pytest
 from sqlalchemy import text
 
 from activityfeed.config import Settings
@@ -187,6 +188,47 @@ def test_a_lost_wake_up_after_commit_delays_delivery_but_loses_nothing(
                 assert fired == [1]
             later = await anyio.to_thread.run_sync(record, 1)
             assert await _activity_ids(frames, 1) == [later]
+        finally:
+            await broker.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_new_connection_counts_in_the_snapshot_of_its_catch_up(
+    db: Database, settings: Settings, clock: Any
+) -> None:
+    """A reconnecting tab is caught up from the database, so its counts must come from the
+    same read, not from the counts the broker cached for the user's other stream: events
+    committed but not yet announced (no wake-up: SQLite's poll is an hour away here)
+    are in the catch-up and must be in its ``unseenCount`` too."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL announces each commit at once (NOTIFY): no gap to hold open")
+    settings = replace(settings, stream_poll_seconds=3600, stream_heartbeat_seconds=30)
+    user = make_user(db, clock)
+    ws = personal_workspace(db, user)
+    record = _recorder(db, clock, ws.id)
+
+    async def main() -> None:
+        broker = Broker(settings, db, clock)
+        broker.start()
+        try:
+            first = await broker.prepare(user_id=user.id, workspace_id=ws.id, last_event_id=None)
+            first_frames = broker.frames(first)
+            assert (await _next(first_frames)).startswith("retry:")
+            hello = await _next(first_frames)
+            assert hello.startswith("event: unseen")
+            position = next(line[4:] for line in hello.splitlines() if line.startswith("id: "))
+            ids = [await anyio.to_thread.run_sync(record, n) for n in range(3)]
+            # The first stream stays open: the broker keeps the user's cached counts.
+            second = await broker.prepare(
+                user_id=user.id, workspace_id=ws.id, last_event_id=position
+            )
+            second_frames = broker.frames(second)
+            assert (await _next(second_frames)).startswith("retry:")
+            frames = [await _next(second_frames) for _ in ids]
+            assert [next(i for i in ids if i in f) for f in frames] == ids
+            counts = [json.loads(f.split("data: ", 1)[1])["unseenCount"] for f in frames]
+            assert counts[-1] == 3, counts
         finally:
             await broker.aclose()
 

@@ -429,10 +429,15 @@ class Broker:
                 or client.workspace_id in events_ws
                 or (client.workspace_id, client.user_id) in changes
             )
+            # A new connection's counts are read in the snapshot of its catch-up, never
+            # taken from the cache: the cache may predate events that the catch-up
+            # already sees (committed, but not yet announced by a wake-up), and a
+            # ``reset`` followed by a stale count would show the wrong badge.
             stale = {
                 ws
                 for ws in user.slugs
                 if everything
+                or not client.is_caught_up
                 or ws not in user.counts
                 or ws in events_ws
                 or (ws, client.user_id) in changes
