@@ -96,6 +96,24 @@ def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
         yield running.base
 
 
+def test_workers_run_with_few_malloc_arenas(database_url):
+    """The workers start with ``MALLOC_ARENA_MAX=2`` (what keeps their memory flat under
+    a long soak), set by ``serve`` itself."""
+    env_before = os.environ.pop("MALLOC_ARENA_MAX", None)
+    try:
+        with server_process(database_url, workers=2) as running:
+            children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
+            pids = children.read_text().split()
+            environs = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in pids]
+    finally:
+        if env_before is not None:
+            os.environ["MALLOC_ARENA_MAX"] = env_before
+    workers = [e for e in environs if any(v.startswith(b"ACTIVITYFEED_DATABASE_URL=") for v in e)]
+    assert len(workers) >= 2, environs
+    for environ in workers:
+        assert b"MALLOC_ARENA_MAX=2" in environ
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_upgrades_and_answers(database_url, workers):
     """serve creates the schema itself; a user made by the CLI signs in over real HTTP."""
