@@ -1,0 +1,116 @@
+"""Two owners who remove each other, or both leave, at once keep one owner.
+
+``remove_member`` takes the workspace's exclusive lock and only then reads the caller's
+membership and counts the owners. Without the lock each removal reads a workspace with
+two owners and deletes a different row, so both commit and the workspace has none.
+
+The first removal is held open until the second provably waits for it (PostgreSQL's row
+lock, SQLite's write lock), so the interleaving is the same on every run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import select, text
+
+from activityfeed.domain.accounts import User, Workspace
+from activityfeed.domain.workspaces import Role
+from activityfeed.errors import Conflict, NotFound
+from activityfeed.services import workspaces
+from activityfeed.store.db import Database
+from activityfeed.store.schema import memberships
+from tests.factories import make_team, make_user
+from tests.integration.test_state_races import in_other_tab
+
+
+def _two_owners(db: Database, clock) -> tuple[User, User, Workspace]:
+    alice = make_user(db, clock, name="Alice")
+    bob = make_user(db, clock, name="Bob")
+    team = make_team(db, clock, alice, [(bob, Role.OWNER)], name="Two owners")
+    return alice, bob, team
+
+
+def _owners(db: Database, team: Workspace) -> list[str]:
+    with db.read() as tx:
+        return list(
+            tx.conn.execute(
+                select(memberships.c.user_id).where(
+                    memberships.c.workspace_id == team.id,
+                    memberships.c.role == Role.OWNER.value,
+                )
+            ).scalars()
+        )
+
+
+def _wait_until_blocked_or_done(db: Database, thread: threading.Thread) -> None:
+    """Return once the other transaction waits for a lock, or once it has finished
+    without waiting (then the assertions on the outcome say what went wrong)."""
+    if db.dialect != "postgresql":
+        # SQLite's second writer queues in BEGIN IMMEDIATE; give it time to get there.
+        thread.join(0.3)
+        return
+    deadline = time.monotonic() + 10
+    with db.engine.connect() as conn:
+        while thread.is_alive() and time.monotonic() < deadline:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    assert not thread.is_alive(), "the other removal neither waited nor finished"
+
+
+def _remove(db: Database, caller: User, team: Workspace, member: User) -> tuple[User, Role]:
+    with db.write() as tx:
+        return workspaces.remove_member(
+            tx, user_id=caller.id, user_email=caller.email, slug=team.slug, email=member.email
+        )
+
+
+def _race(
+    db: Database, team: Workspace, first: tuple[User, User], second: tuple[User, User]
+) -> list[BaseException]:
+    """Run the first removal, hold its transaction open until the second waits for it,
+    then commit; the errors of the second."""
+    (caller, member), (other_caller, other_member) = first, second
+    with db.write() as tx:
+        removed, role = workspaces.remove_member(
+            tx, user_id=caller.id, user_email=caller.email, slug=team.slug, email=member.email
+        )
+        assert (removed.id, role) == (member.id, Role.OWNER)
+        thread, errors = in_other_tab(lambda: _remove(db, other_caller, team, other_member))
+        _wait_until_blocked_or_done(db, thread)
+    thread.join(30)
+    assert not thread.is_alive()
+    return errors
+
+
+def test_two_owners_removing_each_other_at_once(db, clock):
+    """The second caller is no longer a member once the first commits: 404, as for any
+    workspace that is not theirs (not 409 ``last_owner``, which a membership read before
+    the lock would give), and the first caller stays the one owner."""
+    alice, bob, team = _two_owners(db, clock)
+
+    errors = _race(db, team, first=(alice, bob), second=(bob, alice))
+
+    assert _owners(db, team) == [alice.id]
+    assert [type(e) for e in errors] == [NotFound]
+
+
+def test_two_owners_leaving_at_once(db, clock):
+    """The second to leave is then the last owner: 409 ``last_owner``, and they stay."""
+    alice, bob, team = _two_owners(db, clock)
+
+    errors = _race(db, team, first=(alice, alice), second=(bob, bob))
+
+    assert _owners(db, team) == [bob.id]
+    assert [type(e) for e in errors] == [Conflict]
+    assert isinstance(errors[0], Conflict)
+    assert errors[0].code == "last_owner"
