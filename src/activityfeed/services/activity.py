@@ -139,6 +139,8 @@ def list_activity(
     """
     ws = membership.workspace.id
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    # The head once: the page, the total and the unseen count all start from it.
+    _, head_ord = event_store.select_head(tx, ws)
     offset = 0 if q.cursor else q.offset
     rows = event_store.select_page(
         tx,
@@ -149,6 +151,7 @@ def list_activity(
         limit=q.limit + 1,
         offset=offset,
         after=q.cursor,
+        head_ord=head_ord,
     )
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
@@ -157,8 +160,9 @@ def list_activity(
         if has_more and rows
         else None
     )
-    total = event_store.count_matching(tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q)
-    _, head_ord = event_store.select_head(tx, ws)
+    total = event_store.count_matching(
+        tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q, head_ord=head_ord
+    )
     unseen = state_store.count_unseen(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )

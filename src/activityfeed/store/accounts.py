@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 
 from activityfeed.domain.accounts import Membership, Session, User, Workspace
 from activityfeed.domain.workspaces import Role
@@ -154,19 +154,29 @@ def select_memberships(tx: Tx, user_id: str) -> list[Membership]:
     return [Membership(workspace=_workspace(r), role=Role(r.role)) for r in rows]
 
 
+# Every request reads the session and the membership: their statements are built once,
+# with named parameters (building them anew cost more than running them).
+_MEMBERSHIP = (
+    select(workspaces, memberships.c.role)
+    .join(memberships, memberships.c.workspace_id == workspaces.c.id)
+    .where(memberships.c.user_id == bindparam("user"))
+)
+_MEMBERSHIP_BY = {
+    (True, False): _MEMBERSHIP.where(workspaces.c.slug == bindparam("slug")),
+    (False, True): _MEMBERSHIP.where(workspaces.c.id == bindparam("ws")),
+    (True, True): _MEMBERSHIP.where(
+        workspaces.c.slug == bindparam("slug"), workspaces.c.id == bindparam("ws")
+    ),
+    (False, False): _MEMBERSHIP,
+}
+
+
 def select_membership(
     tx: Tx, *, user_id: str, slug: str | None = None, workspace_id: str | None = None
 ) -> Membership | None:
-    stmt = (
-        select(workspaces, memberships.c.role)
-        .join(memberships, memberships.c.workspace_id == workspaces.c.id)
-        .where(memberships.c.user_id == user_id)
-    )
-    if slug is not None:
-        stmt = stmt.where(workspaces.c.slug == slug)
-    if workspace_id is not None:
-        stmt = stmt.where(workspaces.c.id == workspace_id)
-    row = tx.conn.execute(stmt).first()
+    stmt = _MEMBERSHIP_BY[slug is not None, workspace_id is not None]
+    params = {"user": user_id, "slug": slug, "ws": workspace_id}
+    row = tx.conn.execute(stmt, params).first()
     return Membership(workspace=_workspace(row), role=Role(row.role)) if row else None
 
 
@@ -211,20 +221,24 @@ def insert_session(
     )
 
 
+_LIVE_SESSION = (
+    select(sessions, users.c.email, users.c.name, users.c.created_at.label("user_created_at"))
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(
+        sessions.c.id_hash == bindparam("id_hash"),
+        sessions.c.ended_at.is_(None),
+        sessions.c.expires_at > bindparam("now"),
+        sessions.c.last_seen_at > bindparam("idle_since"),
+    )
+)
+
+
 def select_live_session(
     tx: Tx, id_hash: str, *, now: datetime, idle_since: datetime
 ) -> Session | None:
     """The session if it has not ended, expired or idled out."""
-    row = tx.conn.execute(
-        select(sessions, users.c.email, users.c.name, users.c.created_at.label("user_created_at"))
-        .join(users, users.c.id == sessions.c.user_id)
-        .where(
-            sessions.c.id_hash == id_hash,
-            sessions.c.ended_at.is_(None),
-            sessions.c.expires_at > now,
-            sessions.c.last_seen_at > idle_since,
-        )
-    ).first()
+    params = {"id_hash": id_hash, "now": now, "idle_since": idle_since}
+    row = tx.conn.execute(_LIVE_SESSION, params).first()
     if row is None:
         return None
     user = User(id=row.user_id, email=row.email, name=row.name, created_at=row.user_created_at)

@@ -10,14 +10,17 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Integer,
     Select,
     and_,
+    bindparam,
     column,
     false,
     func,
@@ -44,8 +47,6 @@ from activityfeed.domain.state import Watermarks
 from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
 from activityfeed.store.schema import event_day_counts, event_states, events
-
-_EVENT_COLUMNS = [c for c in events.c if c.name not in ("payload_hash",)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +99,18 @@ def newest_first_in_workspace() -> ColumnElement[Any]:
     return events.c.ws_ord.desc()
 
 
+_HEAD = (
+    select(events.c.seq, events.c.ws_ord)
+    .where(events.c.workspace_id == bindparam("ws"))
+    .order_by(newest_first_in_workspace())
+    .limit(1)
+)
+
+
 def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     """The newest event's (seq, ws_ord) in the workspace, or (0, 0) when it has none."""
-    row = tx.conn.execute(
-        select(events.c.seq, events.c.ws_ord)
-        .where(events.c.workspace_id == workspace_id)
-        .order_by(newest_first_in_workspace())
-        .limit(1)
-    ).first()
-    return (int(row.seq), int(row.ws_ord)) if row else (0, 0)
+    row = tx.conn.execute(_HEAD, {"ws": workspace_id}).first()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Event]:
@@ -316,19 +320,59 @@ def visible(viewer_id: str, workspace_id: str) -> ColumnElement[bool]:
     )
 
 
-def _state_join(viewer_id: str) -> Any:
-    return events.outerjoin(
-        event_states,
-        and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
-    )
-
-
 def seen_expr(marks: Watermarks) -> ColumnElement[Any]:
     return func.coalesce(event_states.c.is_seen, events.c.seq <= marks.seen_seq)
 
 
 def archived_expr(marks: Watermarks) -> ColumnElement[Any]:
     return func.coalesce(event_states.c.is_archived, events.c.seq <= marks.archived_seq)
+
+
+# The feed's statements are built once per *shape* (which clauses a query has) with
+# named parameters, and kept: building SQLAlchemy's expression trees and their cache
+# keys anew for every request cost several times the databases' own work
+# (docs/performance.md, "Serving"). Builders decorated with ``@cache`` take shapes
+# (booleans, a few names), never values; the values travel in a parameter dict:
+#
+#   viewer, ws        the viewer's user id and the workspace id
+#   s, a              the seen and archived watermarks (``seq``)
+#   start, end        the query's range; first, last: its whole-day bounds
+#   first_day, last_day   the same as ``event_day_counts.day`` text
+#   types, actions    the filters' values (expanding lists)
+#   after_created, after_seq, limit, offset, seqs   paging
+
+
+def _p(name: str, *, expanding: bool = False) -> BindParameter[Any]:
+    return bindparam(name, expanding=expanding)
+
+
+def _may_see() -> ColumnElement[bool]:
+    return or_(events.c.private_to.is_(None), events.c.private_to == _p("viewer"))
+
+
+def _visible() -> ColumnElement[bool]:
+    return and_(events.c.workspace_id == _p("ws"), _may_see())
+
+
+def feed_params(
+    viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+) -> dict[str, Any]:
+    """The parameter values of the feed's statements for this viewer and query."""
+    params: dict[str, Any] = {
+        "viewer": viewer_id,
+        "ws": workspace_id,
+        "s": marks.seen_seq,
+        "a": marks.archived_seq,
+    }
+    if q.start is not None:
+        params["start"] = q.start
+    if q.end is not None:
+        params["end"] = q.end
+    if q.resource_types:
+        params["types"] = [t.value for t in q.resource_types]
+    if q.actions:
+        params["actions"] = [a.value for a in q.actions]
+    return params
 
 
 def _escape_like(text_: str) -> str:
@@ -388,118 +432,252 @@ def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
     return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns)), False
 
 
-def _exception_seqs(
-    viewer_id: str, workspace_id: str, *, is_archived: bool, above: int | None, upto: int | None
-) -> Select[Any]:
-    """The viewer's archive exceptions saying ``is_archived``, in a ``seq`` range (few rows)."""
+@cache
+def _exception_seqs(*, is_archived: bool, above_a: bool, upto_a: bool) -> Select[Any]:
+    """The viewer's archive exceptions saying ``is_archived``, above and/or at or below
+    the archive watermark (few rows)."""
     es = event_states.c
     stmt = select(es.event_seq).where(
-        es.user_id == viewer_id,
-        es.workspace_id == workspace_id,
+        es.user_id == _p("viewer"),
+        es.workspace_id == _p("ws"),
         es.is_archived == is_archived,
     )
-    if above is not None:
-        stmt = stmt.where(es.event_seq > above)
-    if upto is not None:
-        stmt = stmt.where(es.event_seq <= upto)
+    if above_a:
+        stmt = stmt.where(es.event_seq > _p("a"))
+    if upto_a:
+        stmt = stmt.where(es.event_seq <= _p("a"))
     return stmt
 
 
-def archive_clause(
-    viewer_id: str, workspace_id: str, marks: Watermarks, *, is_archived: bool
-) -> ColumnElement[bool]:
+def _archive_clause(*, is_archived: bool, a_zero: bool) -> ColumnElement[bool]:
     """Whether an event is (not) archived for the viewer, without joining ``event_states``.
 
     The same rule as ``archived_expr`` (exception, else ``seq <= A``), written as the
     watermark test corrected by the viewer's few exceptions, each set an uncorrelated
     subquery the database evaluates once. So a count or an OFFSET scan over the feed
-    index reads the index alone: no per-row lookup of the viewer's state.
+    index reads the index alone: no per-row lookup of the viewer's state. ``a_zero``:
+    the viewer never archived in bulk (A = 0).
     """
-    a = marks.archived_seq
+    a = _p("a")
     seq = events.c.seq
+
+    def exceptions(is_archived: bool, *, above_a: bool) -> Any:
+        stmt = _exception_seqs(is_archived=is_archived, above_a=above_a, upto_a=not above_a)
+        return stmt.scalar_subquery()
+
     if is_archived:
         # Archived: at or below A unless restored, or above A and archived one by one.
-        below = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
-        above_ = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
-        in_above = seq.in_(above_.scalar_subquery())
-        if a == 0:
+        in_above = seq.in_(exceptions(True, above_a=True))
+        if a_zero:
             return in_above
-        return or_(and_(seq <= a, seq.not_in(below.scalar_subquery())), in_above)
-    archived_above = _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None)
-    not_archived_above = seq.not_in(archived_above.scalar_subquery())
-    if a == 0:
+        return or_(and_(seq <= a, seq.not_in(exceptions(False, above_a=False))), in_above)
+    not_archived_above = seq.not_in(exceptions(True, above_a=True))
+    if a_zero:
         return not_archived_above
-    restored = _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a)
-    return or_(and_(seq > a, not_archived_above), seq.in_(restored.scalar_subquery()))
+    return or_(and_(seq > a, not_archived_above), seq.in_(exceptions(False, above_a=False)))
 
 
-def _seqs_of(workspace_id: str, side: ColumnElement[bool]) -> Select[Any]:
-    return select(events.c.seq).where(events.c.workspace_id == workspace_id, side)
+def _seqs_of(side: ColumnElement[bool]) -> Select[Any]:
+    return select(events.c.seq).where(events.c.workspace_id == _p("ws"), side)
 
 
-def _few_candidates(
-    tx: Tx, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
-) -> Any:
-    """A small set of ``seq`` that holds every row of the tab, or None when it would be large.
+#: Up to this many events on one side of the archive watermark are counted one by one.
+SMALL_SIDE = 5000
+
+
+def _small_side(marks: Watermarks, head_ord: int) -> str | None:
+    """Which side of the archive watermark holds few events: "above", "below" or None."""
+    if head_ord - marks.archived_ord <= SMALL_SIDE:
+        return "above"
+    if marks.archived_ord <= SMALL_SIDE:
+        return "below"
+    return None
+
+
+def _driver_kind(q: ActivityQuery, marks: Watermarks, head_ord: int) -> str | None:
+    """Whether a small set of ``seq`` holds every row of the tab, and which, or None.
 
     Right after "Archive all" the Inbox is the few events above the watermark A (plus
     restored ones); a viewer who never archived in bulk has an Archive of exceptions
     only. Driving the query from such a set (the arrival index, primary-key look-ups)
     beats walking the whole date range of the feed index to find next to nothing.
     """
-    a = marks.archived_seq
-    if q.is_archived and a == 0:
-        return _exception_seqs(viewer_id, workspace_id, is_archived=True, above=0, upto=None)
-    if a == 0:
-        return None
-    _, head_ord = select_head(tx, workspace_id)
-    if not q.is_archived and head_ord - marks.archived_ord <= SMALL_SIDE:
-        return union_all(
-            _seqs_of(workspace_id, events.c.seq > a),
-            _exception_seqs(viewer_id, workspace_id, is_archived=False, above=None, upto=a),
-        )
+    if marks.archived_seq == 0:
+        return "archived_exceptions" if q.is_archived else None
+    side = _small_side(marks, head_ord)
+    if not q.is_archived and side == "above":
+        return "inbox_above"
     if q.is_archived and marks.archived_ord <= SMALL_SIDE:
-        return union_all(
-            _seqs_of(workspace_id, events.c.seq <= a),
-            _exception_seqs(viewer_id, workspace_id, is_archived=True, above=a, upto=None),
-        )
+        return "archive_below"
     return None
 
 
-def _filtered(
-    tx: Tx,
-    stmt: Select[Any],
-    q: ActivityQuery,
-    *,
-    viewer_id: str,
-    workspace_id: str,
-    marks: Watermarks,
-) -> Select[Any]:
-    matched, by_match = _search(tx, q.search) if q.search else (None, False)
-    driver = None if by_match else _few_candidates(tx, viewer_id, workspace_id, marks, q)
-    if by_match or driver is not None:
+def _driver(kind: str) -> Any:
+    if kind == "archived_exceptions":
+        # A = 0 here: every exception archived above it.
+        return _exception_seqs(is_archived=True, above_a=True, upto_a=False)
+    if kind == "inbox_above":
+        return union_all(
+            _seqs_of(events.c.seq > _p("a")),
+            _exception_seqs(is_archived=False, above_a=False, upto_a=True),
+        )
+    return union_all(
+        _seqs_of(events.c.seq <= _p("a")),
+        _exception_seqs(is_archived=True, above_a=True, upto_a=False),
+    )
+
+
+class _Shape(NamedTuple):
+    """Which clauses a feed query has (the cache key of its statements)."""
+
+    is_archived: bool
+    a_zero: bool
+    driver: str | None
+    by_match: bool
+    has_start: bool
+    has_end: bool
+    has_types: bool
+    has_actions: bool
+
+
+def _shape(q: ActivityQuery, marks: Watermarks, *, by_match: bool, head_ord: int) -> _Shape:
+    return _Shape(
+        is_archived=q.is_archived,
+        a_zero=marks.archived_seq == 0,
+        driver=None if by_match else _driver_kind(q, marks, head_ord),
+        by_match=by_match,
+        has_start=q.start is not None,
+        has_end=q.end is not None,
+        has_types=bool(q.resource_types),
+        has_actions=bool(q.actions),
+    )
+
+
+def _kinds(shape: Any, table: Any) -> list[ColumnElement[bool]]:
+    out = []
+    if shape.has_types:
+        out.append(table.c.resource_type.in_(_p("types", expanding=True)))
+    if shape.has_actions:
+        out.append(table.c.action.in_(_p("actions", expanding=True)))
+    return out
+
+
+def _in_range(lo: str | None, hi: str | None) -> list[ColumnElement[bool]]:
+    out = []
+    if lo is not None:
+        out.append(events.c.created_at >= _p(lo))
+    if hi is not None:
+        out.append(events.c.created_at < _p(hi))
+    return out
+
+
+def _where(shape: _Shape) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if shape.by_match or shape.driver is not None:
         # ``|| ''`` keeps SQLite off the feed index (which it would walk to skip the
         # sort), so it looks up the few matches or candidates by primary key instead.
-        stmt = stmt.where(
-            events.c.workspace_id.concat("") == workspace_id,
-            or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
-        )
-        if driver is not None:
-            stmt = stmt.where(events.c.seq.in_(driver))
+        conds += [events.c.workspace_id.concat("") == _p("ws"), _may_see()]
+        if shape.driver is not None:
+            conds.append(events.c.seq.in_(_driver(shape.driver)))
     else:
-        stmt = stmt.where(visible(viewer_id, workspace_id))
-    stmt = stmt.where(archive_clause(viewer_id, workspace_id, marks, is_archived=q.is_archived))
-    if q.start is not None:
-        stmt = stmt.where(events.c.created_at >= q.start)
-    if q.end is not None:
-        stmt = stmt.where(events.c.created_at < q.end)
-    if q.resource_types:
-        stmt = stmt.where(events.c.resource_type.in_([t.value for t in q.resource_types]))
-    if q.actions:
-        stmt = stmt.where(events.c.action.in_([a.value for a in q.actions]))
-    if matched is not None:
-        stmt = stmt.where(matched)
-    return stmt
+        conds.append(_visible())
+    conds.append(_archive_clause(is_archived=shape.is_archived, a_zero=shape.a_zero))
+    conds += _in_range("start" if shape.has_start else None, "end" if shape.has_end else None)
+    return conds + _kinds(shape, events)
+
+
+_ORDER = (events.c.created_at.desc(), events.c.seq.desc())
+
+
+@cache
+def _page_keys(shape: _Shape, *, has_after: bool, has_offset: bool) -> Select[Any]:
+    stmt = select(events.c.seq).where(*_where(shape))
+    if has_after:
+        stmt = stmt.where(
+            tuple_(events.c.created_at, events.c.seq)
+            < tuple_(
+                bindparam("after_created", type_=events.c.created_at.type),
+                bindparam("after_seq", type_=Integer()),
+            )
+        )
+    stmt = stmt.order_by(*_ORDER).limit(_p("limit"))
+    return stmt.offset(_p("offset")) if has_offset else stmt
+
+
+@cache
+def _count_where(shape: _Shape) -> Select[Any]:
+    return select(func.count()).select_from(events).where(*_where(shape))
+
+
+#: The columns a viewer's row reads, in the order ``_row_event`` unpacks them.
+_ROW_COLUMNS = (
+    events.c.seq,
+    events.c.id,
+    events.c.workspace_id,
+    events.c.resource_type,
+    events.c.action,
+    events.c.resource_id,
+    events.c.resource_name,
+    events.c.description,
+    events.c.actor_id,
+    events.c.actor_name,
+    events.c.actor_email,
+    events.c.source_kind,
+    events.c.source_key_prefix,
+    events.c.created_at,
+    events.c.recorded_at,
+    events.c.metadata,
+    events.c.private_to,
+    events.c.idempotency_key,
+)
+_TYPES = {t.value: t for t in ResourceType}
+_ACTIONS = {a.value: a for a in Action}
+
+
+@lru_cache(maxsize=1024)
+def _source(kind: str, prefix: str | None) -> Source:
+    return Source(kind=SourceKind(kind), api_key_prefix=prefix)
+
+
+def _row_event(r: Any) -> Event:
+    """An ``Event`` from a row that starts with ``_ROW_COLUMNS`` (plain indexing: the
+    feed converts 20 of them per request)."""
+    actor_id = r[8]
+    return Event(
+        seq=r[0],
+        id=r[1],
+        workspace_id=r[2],
+        resource_type=_TYPES[r[3]],
+        action=_ACTIONS[r[4]],
+        resource_id=r[5],
+        resource_name=r[6],
+        description=r[7],
+        actor=Actor(id=actor_id, name=r[9] or "", email=r[10] or "") if actor_id else None,
+        source=_source(r[11], r[12]),
+        created_at=r[13],
+        recorded_at=r[14],
+        metadata=r[15] or {},
+        private_to=r[16],
+        idempotency_key=r[17],
+    )
+
+
+@cache
+def _viewer_rows(by: str) -> Select[Any]:
+    """Events with the viewer's seen/archived state, by ``seq`` (a page) or by ``id``."""
+    es = event_states.c
+    stmt = select(
+        *_ROW_COLUMNS,
+        func.coalesce(es.is_seen, events.c.seq <= _p("s")),
+        func.coalesce(es.is_archived, events.c.seq <= _p("a")),
+    ).select_from(
+        events.outerjoin(
+            event_states, and_(es.user_id == _p("viewer"), es.event_seq == events.c.seq)
+        )
+    )
+    if by == "seq":
+        return stmt.where(events.c.seq.in_(_p("seqs", expanding=True))).order_by(*_ORDER)
+    return stmt.where(_visible(), events.c.id.in_(_p("ids", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +687,14 @@ class Row:
     event: Event
     is_seen: bool
     is_archived: bool
+
+
+def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
+    n = len(_ROW_COLUMNS)
+    return [
+        Row(event=_row_event(r), is_seen=bool(r[n]), is_archived=bool(r[n + 1]))
+        for r in tx.conn.execute(stmt, params)
+    ]
 
 
 def select_page(
@@ -521,47 +707,34 @@ def select_page(
     limit: int,
     offset: int = 0,
     after: Cursor | None = None,
+    head_ord: int | None = None,
 ) -> list[Row]:
     """A page of the feed, newest first (``created_at`` desc, then ``seq`` desc).
 
     Two steps ("deferred join"): the page's ``seq`` values come from the feed index
     alone (the OFFSET rows are skipped there, never fetched), then only those rows are
-    read with the viewer's state.
+    read with the viewer's state. ``head_ord``: the workspace's head, if the caller has
+    read it already.
     """
-    order = (events.c.created_at.desc(), events.c.seq.desc())
-    keys: Select[Any] = _filtered(
-        tx,
-        select(events.c.seq),
-        q,
-        viewer_id=viewer_id,
-        workspace_id=workspace_id,
-        marks=marks,
-    )
-    if after is not None:
-        keys = keys.where(
-            tuple_(events.c.created_at, events.c.seq)
-            < tuple_(literal(after.created_at, events.c.created_at.type), literal(after.seq))
-        )
-    keys = keys.order_by(*order).limit(limit)
+    params = feed_params(viewer_id, workspace_id, marks, q)
+    matched, by_match = _search(tx, q.search) if q.search else (None, False)
+    if head_ord is None and marks.archived_seq and not by_match:
+        head_ord = select_head(tx, workspace_id)[1]
+    shape = _shape(q, marks, by_match=by_match, head_ord=head_ord or 0)
+    keys = _page_keys(shape, has_after=after is not None, has_offset=bool(offset))
+    if matched is not None:
+        keys = keys.where(matched)
+    params["limit"] = limit
     if offset:
-        keys = keys.offset(offset)
-    page_seqs = [int(s) for s in tx.conn.execute(keys).scalars()]
+        params["offset"] = offset
+    if after is not None:
+        params["after_created"] = after.created_at
+        params["after_seq"] = after.seq
+    page_seqs = [int(s) for s in tx.conn.execute(keys, params).scalars()]
     if not page_seqs:
         return []
-    stmt: Select[Any] = (
-        select(
-            *_EVENT_COLUMNS,
-            seen_expr(marks).label("is_seen_v"),
-            archived_expr(marks).label("is_archived_v"),
-        )
-        .select_from(_state_join(viewer_id))
-        .where(events.c.seq.in_(page_seqs))
-        .order_by(*order)
-    )
-    return [
-        Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
-        for r in tx.conn.execute(stmt)
-    ]
+    params["seqs"] = page_seqs
+    return _rows(tx, _viewer_rows("seq"), params)
 
 
 def iter_matching(
@@ -592,116 +765,86 @@ def iter_matching(
         after = Cursor(created_at=last.created_at, seq=last.seq)
 
 
-#: Up to this many events on one side of the archive watermark are counted one by one.
-SMALL_SIDE = 5000
-
-
 def _day_start(moment: datetime, *, up: bool) -> datetime:
     floor = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     return floor + timedelta(days=1) if up and floor != moment else floor
 
 
-def _in_range(lo: datetime | None, hi: datetime | None) -> list[ColumnElement[bool]]:
-    out = []
-    if lo is not None:
-        out.append(events.c.created_at >= lo)
-    if hi is not None:
-        out.append(events.c.created_at < hi)
-    return out
+class _TotalShape(NamedTuple):
+    """Which parts ``_fast_total``'s one statement has (its cache key)."""
+
+    is_archived: bool
+    side: str  # "all" (A = 0), or the small side of A: "above" or "below"
+    has_start: bool
+    has_end: bool
+    has_types: bool
+    has_actions: bool
+    direct_only: bool  # the range lies within one day: count it in the feed index
+    has_first: bool  # whole days from ``first_day`` on
+    has_last: bool  # whole days before ``last_day``
+    edge_start: bool  # the partial day [start, first)
+    edge_end: bool  # the partial day [last, end)
 
 
-def _kinds(q: ActivityQuery, table: Any) -> list[ColumnElement[bool]]:
-    out = []
-    if q.resource_types:
-        out.append(table.c.resource_type.in_([t.value for t in q.resource_types]))
-    if q.actions:
-        out.append(table.c.action.in_([a.value for a in q.actions]))
-    return out
-
-
-def _count_visible_in(viewer_id: str, workspace_id: str, q: ActivityQuery) -> ColumnElement[Any]:
+def _count_visible_in(shape: _TotalShape) -> ColumnElement[Any]:
     """The viewer's visible events created in [start, end), as one SQL expression.
 
     Whole UTC days come from ``event_day_counts`` (a row per day, owner, type and
     action); only the partial days at the two edges are counted in the feed index.
     """
-    start, end = q.start, q.end
 
-    def direct(lo: datetime | None, hi: datetime | None) -> ColumnElement[Any]:
+    def direct(lo: str | None, hi: str | None) -> ColumnElement[Any]:
         return (
             select(func.count())
             .select_from(events)
-            .where(visible(viewer_id, workspace_id), *_in_range(lo, hi), *_kinds(q, events))
+            .where(_visible(), *_in_range(lo, hi), *_kinds(shape, events))
             .scalar_subquery()
         )
 
-    first = _day_start(start, up=True) if start is not None else None
-    last = _day_start(end, up=False) if end is not None else None
-    if first is not None and last is not None and first >= last:
-        return direct(start, end)
+    if shape.direct_only:
+        return direct("start", "end")
     dc = event_day_counts.c
     days = select(func.coalesce(func.sum(dc.n), 0)).where(
-        dc.workspace_id == workspace_id,
-        dc.private_to.in_(["", viewer_id]),
-        *_kinds(q, event_day_counts),
+        dc.workspace_id == _p("ws"),
+        dc.private_to.in_([literal(""), _p("viewer")]),
+        *_kinds(shape, event_day_counts),
     )
-    if first is not None:
-        days = days.where(dc.day >= first.strftime("%Y-%m-%d"))
-    if last is not None:
-        days = days.where(dc.day < last.strftime("%Y-%m-%d"))
+    if shape.has_first:
+        days = days.where(dc.day >= _p("first_day"))
+    if shape.has_last:
+        days = days.where(dc.day < _p("last_day"))
     total: ColumnElement[Any] = days.scalar_subquery()
-    if start is not None and first is not None and first != start:
-        total = total + direct(start, first)
-    if end is not None and last is not None and last != end:
-        total = total + direct(last, end)
+    if shape.edge_start:
+        total = total + direct("start", "first")
+    if shape.edge_end:
+        total = total + direct("last", "end")
     return total
 
 
-def _fast_total(
-    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
-) -> int | None:
-    """``total`` without walking the date range, or None when the filters need the walk.
+@cache
+def _total_statement(shape: _TotalShape) -> Select[Any]:
+    in_range = [
+        *_in_range("start" if shape.has_start else None, "end" if shape.has_end else None),
+        *_kinds(shape, events),
+    ]
+    all_in = _count_visible_in(shape)
 
-    visible(range) comes from whole-day counts; the Inbox part is the events above the
-    archive watermark A (counted directly on whichever side of A is small), less the
-    exceptions archived above A, plus those restored at or below A, that lie in range.
-    """
-    if q.search:
-        return None
-    a = marks.archived_seq
-    in_range = [*_in_range(q.start, q.end), *_kinds(q, events)]
-    vis = visible(viewer_id, workspace_id)
-    all_in = _count_visible_in(viewer_id, workspace_id, q)
-    if a == 0:
+    def one_side(side: ColumnElement[bool]) -> ColumnElement[Any]:
+        # Driven from the arrival index (``seq IN``), not by walking the range.
+        return (
+            select(func.count())
+            .select_from(events)
+            .where(events.c.seq.in_(_seqs_of(side)), _may_see(), *in_range)
+            .scalar_subquery()
+        )
+
+    a = _p("a")
+    if shape.side == "all":
         above: ColumnElement[Any] = all_in
+    elif shape.side == "above":
+        above = one_side(events.c.seq > a)
     else:
-        _, head_ord = select_head(tx, workspace_id)
-        if head_ord - marks.archived_ord <= SMALL_SIDE:
-            # Driven from the arrival index (``seq IN``), not by walking the range.
-            above = (
-                select(func.count())
-                .select_from(events)
-                .where(
-                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq > a)),
-                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
-                    *in_range,
-                )
-                .scalar_subquery()
-            )
-        elif marks.archived_ord <= SMALL_SIDE:
-            below = (
-                select(func.count())
-                .select_from(events)
-                .where(
-                    events.c.seq.in_(_seqs_of(workspace_id, events.c.seq <= a)),
-                    or_(events.c.private_to.is_(None), events.c.private_to == viewer_id),
-                    *in_range,
-                )
-                .scalar_subquery()
-            )
-            above = all_in - below
-        else:
-            return None
+        above = all_in - one_side(events.c.seq <= a)
 
     def exceptions(is_archived: bool, side: ColumnElement[bool]) -> ColumnElement[Any]:
         es = event_states.c
@@ -709,11 +852,11 @@ def _fast_total(
             select(func.count())
             .select_from(event_states.join(events, events.c.seq == es.event_seq))
             .where(
-                es.user_id == viewer_id,
-                es.workspace_id == workspace_id,
+                es.user_id == _p("viewer"),
+                es.workspace_id == _p("ws"),
                 es.is_archived == is_archived,
                 side,
-                vis,
+                _visible(),
                 *in_range,
             )
             .scalar_subquery()
@@ -724,28 +867,72 @@ def _fast_total(
         - exceptions(True, event_states.c.event_seq > a)
         + exceptions(False, event_states.c.event_seq <= a)
     )
-    value = inbox if not q.is_archived else all_in - inbox
-    return int(tx.conn.execute(select(value)).scalar_one())
+    return select(inbox if not shape.is_archived else all_in - inbox)
+
+
+def _fast_total(
+    tx: Tx, params: dict[str, Any], *, marks: Watermarks, q: ActivityQuery, head_ord: int
+) -> int | None:
+    """``total`` without walking the date range, or None when the filters need the walk.
+
+    visible(range) comes from whole-day counts; the Inbox part is the events above the
+    archive watermark A (counted directly on whichever side of A is small), less the
+    exceptions archived above A, plus those restored at or below A, that lie in range.
+    """
+    if q.search:
+        return None
+    side = "all" if marks.archived_seq == 0 else _small_side(marks, head_ord)
+    if side is None:
+        return None
+    start, end = q.start, q.end
+    first = _day_start(start, up=True) if start is not None else None
+    last = _day_start(end, up=False) if end is not None else None
+    direct_only = first is not None and last is not None and first >= last
+    if first is not None:
+        params["first"] = first
+        params["first_day"] = first.strftime("%Y-%m-%d")
+    if last is not None:
+        params["last"] = last
+        params["last_day"] = last.strftime("%Y-%m-%d")
+    shape = _TotalShape(
+        is_archived=q.is_archived,
+        side=side,
+        has_start=start is not None,
+        has_end=end is not None,
+        has_types=bool(q.resource_types),
+        has_actions=bool(q.actions),
+        direct_only=direct_only,
+        has_first=first is not None,
+        has_last=last is not None,
+        edge_start=start is not None and first != start,
+        edge_end=end is not None and last != end,
+    )
+    return int(tx.conn.execute(_total_statement(shape), params).scalar_one())
 
 
 def count_matching(
-    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    head_ord: int | None = None,
 ) -> int:
     """How many events match, exactly. Without a text search, from whole-day
     counts (``_fast_total``); otherwise over the feed index alone where the filters allow
-    it (see ``archive_clause``)."""
-    fast = _fast_total(tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q)
+    it (see ``_archive_clause``). ``head_ord``: the workspace's head, if already read."""
+    params = feed_params(viewer_id, workspace_id, marks, q)
+    if head_ord is None and marks.archived_seq:
+        head_ord = select_head(tx, workspace_id)[1]
+    fast = _fast_total(tx, params, marks=marks, q=q, head_ord=head_ord or 0)
     if fast is not None:
         return fast
-    stmt = _filtered(
-        tx,
-        select(func.count()).select_from(events),
-        q,
-        viewer_id=viewer_id,
-        workspace_id=workspace_id,
-        marks=marks,
-    )
-    return int(tx.conn.execute(stmt).scalar_one())
+    matched, by_match = _search(tx, q.search) if q.search else (None, False)
+    stmt = _count_where(_shape(q, marks, by_match=by_match, head_ord=head_ord or 0))
+    if matched is not None:
+        stmt = stmt.where(matched)
+    return int(tx.conn.execute(stmt, params).scalar_one())
 
 
 def select_visible_seqs(
@@ -754,19 +941,14 @@ def select_visible_seqs(
     """The visible events among ``ids`` with the viewer's state; foreign ids drop out."""
     if not ids:
         return []
-    stmt = (
-        select(
-            *_EVENT_COLUMNS,
-            seen_expr(marks).label("is_seen_v"),
-            archived_expr(marks).label("is_archived_v"),
-        )
-        .select_from(_state_join(viewer_id))
-        .where(visible(viewer_id, workspace_id), events.c.id.in_(list(set(ids))))
-    )
-    return [
-        Row(event=to_event(r), is_seen=bool(r.is_seen_v), is_archived=bool(r.is_archived_v))
-        for r in tx.conn.execute(stmt)
-    ]
+    params = {
+        "viewer": viewer_id,
+        "ws": workspace_id,
+        "s": marks.seen_seq,
+        "a": marks.archived_seq,
+        "ids": list(set(ids)),
+    }
+    return _rows(tx, _viewer_rows("id"), params)
 
 
 def select_event(
@@ -785,17 +967,19 @@ def select_event(
     return to_event(row) if row else None
 
 
+_PRIVATE_OF_OTHERS_ABOVE = (
+    select(func.count())
+    .select_from(events)
+    .where(
+        events.c.workspace_id == _p("ws"),
+        events.c.private_to.is_not(None),
+        events.c.private_to != _p("viewer"),
+        events.c.seq > _p("seq"),
+    )
+)
+
+
 def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str, seq: int) -> int:
     """Other users' private events above ``seq``: the part of a range this viewer can't see."""
-    return int(
-        tx.conn.execute(
-            select(func.count())
-            .select_from(events)
-            .where(
-                events.c.workspace_id == workspace_id,
-                events.c.private_to.is_not(None),
-                events.c.private_to != viewer_id,
-                events.c.seq > seq,
-            )
-        ).scalar_one()
-    )
+    params = {"ws": workspace_id, "viewer": viewer_id, "seq": seq}
+    return int(tx.conn.execute(_PRIVATE_OF_OTHERS_ABOVE, params).scalar_one())

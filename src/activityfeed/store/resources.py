@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from activityfeed.domain.resources import Resource, ResourceKind, Upload
 from activityfeed.store.db import Tx
@@ -137,6 +137,14 @@ def count_due_for_purge(tx: Tx, *, now: datetime) -> int:
     )
 
 
+# Read for every page of the feed: built once, with named parameters.
+_GONE = select(resources).where(
+    resources.c.workspace_id == bindparam("ws"),
+    tuple_(resources.c.kind, resources.c.id).in_(bindparam("keys", expanding=True)),
+    or_(resources.c.trashed_at.is_not(None), resources.c.deleted_at.is_not(None)),
+)
+
+
 def select_gone(
     tx: Tx, *, workspace_id: str, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Resource]:
@@ -144,13 +152,7 @@ def select_gone(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = tx.conn.execute(
-        select(resources).where(
-            resources.c.workspace_id == workspace_id,
-            tuple_(resources.c.kind, resources.c.id).in_(wanted),
-            or_(resources.c.trashed_at.is_not(None), resources.c.deleted_at.is_not(None)),
-        )
-    ).all()
+    rows = tx.conn.execute(_GONE, {"ws": workspace_id, "keys": wanted}).all()
     found = [_resource(r) for r in rows]
     return {(r.kind.value, r.id): r for r in found}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activityfeed.domain.state import Watermarks
@@ -34,19 +34,19 @@ def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
     if tx.is_write and tx.dialect == "postgresql":
         key = func.hashtextextended(f"viewer_marks:{user_id}:{workspace_id}", 0)
         tx.conn.execute(select(func.pg_advisory_xact_lock(key)))
-    row = tx.conn.execute(
-        select(viewer_marks).where(
-            viewer_marks.c.user_id == user_id, viewer_marks.c.workspace_id == workspace_id
-        )
-    ).first()
+    row = tx.conn.execute(_MARKS, {"user": user_id, "ws": workspace_id}).first()
     if row is None:
         return Watermarks()
-    return Watermarks(
-        seen_seq=row.seen_seq,
-        seen_ord=row.seen_ord,
-        archived_seq=row.archived_seq,
-        archived_ord=row.archived_ord,
-    )
+    return Watermarks(seen_seq=row[0], seen_ord=row[1], archived_seq=row[2], archived_ord=row[3])
+
+
+# The read path's statements are built once, with named parameters (see store/events.py).
+_MARKS = select(
+    viewer_marks.c.seen_seq,
+    viewer_marks.c.seen_ord,
+    viewer_marks.c.archived_seq,
+    viewer_marks.c.archived_ord,
+).where(viewer_marks.c.user_id == bindparam("user"), viewer_marks.c.workspace_id == bindparam("ws"))
 
 
 def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) -> None:
@@ -153,14 +153,36 @@ def _delete_empty(tx: Tx, user_id: str, workspace_id: str) -> None:
     )
 
 
-def _exception_count(tx: Tx, user_id: str, workspace_id: str, *conds: ColumnElement[bool]) -> int:
-    return int(
-        tx.conn.execute(
-            select(func.count())
-            .select_from(event_states)
-            .where(*_mine(user_id, workspace_id), *conds)
-        ).scalar_one()
-    )
+_es = event_states.c
+#: The viewer's exceptions counted by ``count_unseen`` and ``count_inbox``, by what they
+#: say; parameters ``user``, ``ws``, ``lo`` (exclusive) and/or ``hi`` (inclusive) seq.
+_EXCEPTION_COUNTS = {
+    # Restored (unarchived) and not seen, between the seen and the archive watermark.
+    "restored_unseen": (
+        _es.event_seq > bindparam("lo"),
+        _es.event_seq <= bindparam("hi"),
+        _es.is_archived == False,  # noqa: E712  (SQL comparison, not Python truthiness)
+        or_(_es.is_seen.is_(None), _es.is_seen == False),  # noqa: E712
+    ),
+    # Seen or archived one by one above a watermark.
+    "hidden_above": (
+        _es.event_seq > bindparam("lo"),
+        or_(_es.is_seen == True, _es.is_archived == True),  # noqa: E712
+    ),
+    "archived_above": (_es.event_seq > bindparam("lo"), _es.is_archived == True),  # noqa: E712
+    "restored_below": (_es.event_seq <= bindparam("hi"), _es.is_archived == False),  # noqa: E712
+}
+_EXCEPTION_COUNT_STATEMENTS = {
+    name: select(func.count())
+    .select_from(event_states)
+    .where(_es.user_id == bindparam("user"), _es.workspace_id == bindparam("ws"), *conds)
+    for name, conds in _EXCEPTION_COUNTS.items()
+}
+
+
+def _exception_count(tx: Tx, which: str, user_id: str, workspace_id: str, **bounds: int) -> int:
+    params = {"user": user_id, "ws": workspace_id, **bounds}
+    return int(tx.conn.execute(_EXCEPTION_COUNT_STATEMENTS[which], params).scalar_one())
 
 
 def count_visible_above(
@@ -182,21 +204,17 @@ def count_unseen(
     exceptions that make one seen or archived. Between S and A (when A is higher)
     events are archived unless restored, so only restored-and-unseen exceptions count.
     """
-    es = event_states.c
-    seen_true = es.is_seen == True  # noqa: E712  (SQL comparison, not Python truthiness)
-    archived_true = es.is_archived == True  # noqa: E712
     if marks.archived_seq <= marks.seen_seq:
         upper_seq, upper_ord, middle = marks.seen_seq, marks.seen_ord, 0
     else:
         upper_seq, upper_ord = marks.archived_seq, marks.archived_ord
         middle = _exception_count(
             tx,
+            "restored_unseen",
             user_id,
             workspace_id,
-            es.event_seq > marks.seen_seq,
-            es.event_seq <= marks.archived_seq,
-            es.is_archived == False,  # noqa: E712
-            or_(es.is_seen.is_(None), es.is_seen == False),  # noqa: E712
+            lo=marks.seen_seq,
+            hi=marks.archived_seq,
         )
     above = count_visible_above(
         tx,
@@ -206,9 +224,7 @@ def count_unseen(
         seq=upper_seq,
         ord_=upper_ord,
     )
-    hidden = _exception_count(
-        tx, user_id, workspace_id, es.event_seq > upper_seq, or_(seen_true, archived_true)
-    )
+    hidden = _exception_count(tx, "hidden_above", user_id, workspace_id, lo=upper_seq)
     return middle + above - hidden
 
 
@@ -216,7 +232,6 @@ def count_inbox(
     tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
 ) -> int:
     """Events in the Inbox (whatever their seen state), from watermarks and exceptions."""
-    es = event_states.c
     above = count_visible_above(
         tx,
         user_id=user_id,
@@ -225,20 +240,9 @@ def count_inbox(
         seq=marks.archived_seq,
         ord_=marks.archived_ord,
     )
-    archived_above = _exception_count(
-        tx,
-        user_id,
-        workspace_id,
-        es.event_seq > marks.archived_seq,
-        es.is_archived == True,  # noqa: E712
-    )
-    restored_below = _exception_count(
-        tx,
-        user_id,
-        workspace_id,
-        es.event_seq <= marks.archived_seq,
-        es.is_archived == False,  # noqa: E712
-    )
+    a = marks.archived_seq
+    archived_above = _exception_count(tx, "archived_above", user_id, workspace_id, lo=a)
+    restored_below = _exception_count(tx, "restored_below", user_id, workspace_id, hi=a)
     return above - archived_above + restored_below
 
 
