@@ -233,3 +233,46 @@ def test_a_new_connection_counts_in_the_snapshot_of_its_catch_up(
             await broker.aclose()
 
     asyncio.run(main())
+
+
+def test_an_idle_process_tails_slowly_and_a_stream_restores_the_pace(
+    db: Database, settings: Settings, clock: Any, monkeypatch: Any
+) -> None:
+    """SQLite: without streams a process tails once per ``IDLE_POLL_SECONDS``, not 20 times
+    a second; the first stream ends that wait and the tail keeps ``stream_poll_seconds``."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL wakes by NOTIFY; only SQLite tails the tables")
+    settings = replace(settings, stream_poll_seconds=0.02, stream_heartbeat_seconds=30)
+    monkeypatch.setattr(sse, "IDLE_POLL_SECONDS", 0.5)
+    user = make_user(db, clock)
+    ws = personal_workspace(db, user)
+    record = _recorder(db, clock, ws.id)
+
+    async def main() -> None:
+        broker = Broker(settings, db, clock)
+        tails: list[int] = []
+        original = broker._tail
+
+        def counting(event_seq: int, change_seq: int) -> Any:
+            tails.append(event_seq)
+            return original(event_seq, change_seq)
+
+        monkeypatch.setattr(broker, "_tail", counting)
+        broker.start()
+        try:
+            await asyncio.sleep(1.2)
+            # At 0.02 s that would be about 60 tails.
+            assert len(tails) <= 3
+            client = await broker.prepare(user_id=user.id, workspace_id=ws.id, last_event_id=None)
+            frames = broker.frames(client)
+            assert (await _next(frames)).startswith("retry:")
+            assert (await _next(frames)).startswith("event: unseen")
+            before = len(tails)
+            await asyncio.sleep(1.0)
+            assert len(tails) - before >= 8
+            wanted = await anyio.to_thread.run_sync(record, 1)
+            assert await _activity_ids(frames, 1) == [wanted]
+        finally:
+            await broker.aclose()
+
+    asyncio.run(main())

@@ -1,8 +1,8 @@
 """SQLite's stream tail reads only the rows that arrived since the last poll.
 
-Every process polls it four times a second (``stream_poll_seconds``), so a plan that
-walks an index of every event makes each poll, and each request served beside it,
-slower as history grows.
+Every process with open streams polls it twenty times a second
+(``stream_poll_seconds``), so a plan that walks an index of every event makes each
+poll, and each request served beside it, slower as history grows.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from activityfeed.config import Settings
 def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.stream_heartbeat_seconds == 15
-    assert settings.stream_poll_seconds == 0.25
+    assert settings.stream_poll_seconds == 0.05
     assert settings.stream_queue_size == 1000
     assert settings.stream_retention_seconds == 3600
     assert settings.stream_max_per_user == 20

@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 #: How often each process prunes old state changes (with some jitter), in seconds.
 PRUNE_EVERY_SECONDS = 300.0
 
+#: SQLite: how often a process with no open stream tails the tables (seconds, or
+#: ``stream_poll_seconds`` if longer). It keeps its position near the head, so the tail
+#: read stays short, while an idle server does not poll many times a second.
+IDLE_POLL_SECONDS = 1.0
+
 #: A queued SSE text and whether it is a ``reset``; None ends the stream.
 Frame = tuple[str, bool]
 
@@ -145,6 +150,7 @@ class Broker:
         self._dirty_changes: set[tuple[str, str]] = set()
         self._dirty_all = False
         self._wake_event: asyncio.Event | None = None
+        self._streaming: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -162,6 +168,7 @@ class Broker:
         self._forget_tasks()
         self._loop = loop
         self._wake_event = asyncio.Event()
+        self._streaming = asyncio.Event()
         source = self._listen() if self.db.dialect == "postgresql" else self._poll()
         self._tasks = [
             loop.create_task(self._guard("dispatcher", self._dispatch_forever())),
@@ -228,7 +235,7 @@ class Broker:
         event_seq, change_seq = await anyio.to_thread.run_sync(self._tail_start)
         self._catch_up_everyone()
         while True:
-            await asyncio.sleep(self.settings.stream_poll_seconds)
+            await self._pause()
             try:
                 tail = await anyio.to_thread.run_sync(self._tail, event_seq, change_seq)
             except Exception:
@@ -237,6 +244,24 @@ class Broker:
             event_seq, change_seq = tail.event_seq, tail.change_seq
             for wake in tail.wakes:
                 self.wake(wake)
+
+    async def _pause(self) -> None:
+        """Wait until the next tail: ``stream_poll_seconds`` while this process streams
+        (the delay of a live event is at most this plus the fan-out), else up to
+        ``IDLE_POLL_SECONDS``, cut short when a client arrives (its catch-up reads the
+        database itself; the tail then keeps the usual pace)."""
+        poll = self.settings.stream_poll_seconds
+        streaming = self._streaming
+        if self._clients or streaming is None:
+            await asyncio.sleep(poll)
+            return
+        streaming.clear()
+        try:
+            async with asyncio.timeout(max(poll, IDLE_POLL_SECONDS)):
+                await streaming.wait()
+        except TimeoutError:
+            return
+        await asyncio.sleep(poll)
 
     def _tail_start(self) -> tuple[int, int]:
         with self.db.read() as tx:
@@ -352,6 +377,8 @@ class Broker:
         user.slugs = dict(client.slugs)
         user.streams.add(client)
         self._clients.add(client)
+        if self._streaming is not None:
+            self._streaming.set()
         self._poke()
 
     def unregister(self, client: Client) -> None:
