@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from activityfeed.domain import chain
 from activityfeed.errors import InvalidRequest, NotFound
 from activityfeed.store import chain as chain_store
+from activityfeed.store import exports as export_store
 from activityfeed.store.db import Tx
 
 
@@ -70,13 +71,12 @@ def _public_lossy(values: Sequence[Any]) -> tuple[Any, ...]:
     return (None, None, None, prefix or None)
 
 
-def chain_records(
-    tx: Tx, *, user_id: str, workspace_ids: Sequence[str]
-) -> Iterator[dict[str, Any]]:
-    """``chain.jsonl``: per workspace, in position order, what an offline verifier needs
-    besides ``events.jsonl``: for each event the user sees, its stored fields that the
-    public record leaves out; for each other user's private event only its leaf hash;
-    each checkpoint after its last event; and the head. See docs/export.md.
+def chain_records(tx: Tx, *, user_id: str, workspace_ids: Sequence[str]) -> Iterator[str]:
+    """``chain.jsonl``, as encoded lines: per workspace, in position order, what an
+    offline verifier needs besides ``events.jsonl``: for each event the user sees, its
+    stored fields that the public record leaves out; for each other user's private event
+    only its leaf hash; each checkpoint after its last event; and the head. See
+    docs/export.md.
     """
     for workspace_id in workspace_ids:
         yield from _workspace_chain(tx, user_id, workspace_id)
@@ -94,42 +94,100 @@ def _checkpoint_line(workspace_id: str, cp: chain.Checkpoint) -> dict[str, Any]:
     }
 
 
-def _workspace_chain(tx: Tx, user_id: str, workspace_id: str) -> Iterator[dict[str, Any]]:
+_encode_line = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: JSON's own quoting of one string (what the encoder above does for each string).
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+_ORD, _SEQ, _ID, _PRIVATE, _KEY, _HASH, _RECORDED = (
+    _I[n]
+    for n in ("ws_ord", "seq", "id", "private_to", "idempotency_key", "payload_hash", "recorded_at")
+)
+_ACTOR_ID, _ACTOR_NAME, _ACTOR_EMAIL, _PREFIX = (_I[column] for column, _ in _LOSSY)
+
+
+def _line(record: dict[str, Any]) -> str:
+    return _encode_line(record) + "\n"
+
+
+def _quote_or_null(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def reference_chain_record(
+    workspace_id: str, user_id: str, values: Sequence[Any]
+) -> dict[str, Any]:
+    """The ``chain.jsonl`` record of one event, from its values as
+    ``store.chain.iter_stored`` gives them, built the plain way: the form that
+    ``chain_line`` spells directly, and what it falls back on for the rare line with a
+    ``stored`` part."""
+    position = int(values[_ORD])
+    owner = values[_PRIVATE]
+    if owner is not None and owner != user_id:
+        # Another user's private event: its hash, never its content.
+        return {"workspaceId": workspace_id, "wsOrd": position, "leaf": chain.leaf(values).hex()}
+    record: dict[str, Any] = {
+        "workspaceId": workspace_id,
+        "wsOrd": position,
+        "id": values[_ID],
+        "seq": values[_SEQ],
+        "recordedAt": _exact(values[_RECORDED]),
+        "privateTo": owner,
+        "idempotencyKey": values[_KEY],
+        "payloadHash": values[_HASH],
+    }
+    public = _public_lossy(values)
+    for (column, key), shown in zip(_LOSSY, public, strict=True):
+        if values[_I[column]] != shown:
+            record.setdefault("stored", {})[key] = values[_I[column]]
+    return record
+
+
+def chain_line(workspace_id: str, user_id: str, row: Sequence[Any]) -> str:
+    """The encoded ``chain.jsonl`` line of one event, from a row of
+    ``export_store.iter_chain_rows`` (times as text, metadata as JSON text).
+
+    Spelled directly for the usual line (an event the user sees whose public record
+    shows its actor and key prefix exactly): the recording time sliced from its text,
+    the strings quoted as ``json`` quotes them. The others go through
+    ``reference_chain_record``; tests hold the two to each other.
+    """
+    owner = row[_PRIVATE]
+    actor_id, name, email = row[_ACTOR_ID], row[_ACTOR_NAME], row[_ACTOR_EMAIL]
+    # What _public_lossy gives back unchanged: no "stored" part.
+    exact = (
+        (name is not None and email is not None)
+        if actor_id
+        else (actor_id is None and name is None and email is None)
+    ) and row[_PREFIX] != ""
+    if not exact or (owner is not None and owner != user_id):
+        return _line(reference_chain_record(workspace_id, user_id, export_store.chain_values(row)))
+    recorded = row[_RECORDED]
+    return (
+        f'{{"workspaceId":{_quote(workspace_id)},"wsOrd":{int(row[_ORD])},'
+        f'"id":{_quote(row[_ID])},"seq":{int(row[_SEQ])},'
+        f'"recordedAt":"{recorded[:10]}T{recorded[11:]}Z","privateTo":{_quote_or_null(owner)},'
+        f'"idempotencyKey":{_quote_or_null(row[_KEY])},'
+        f'"payloadHash":{_quote_or_null(row[_HASH])}}}\n'
+    )
+
+
+def _workspace_chain(tx: Tx, user_id: str, workspace_id: str) -> Iterator[str]:
     checkpoints = chain_store.iter_checkpoints(tx, workspace_id)
     cp = next(checkpoints, None)
     head = chain.Head(0, chain.genesis(workspace_id).hex())
-    for values in chain_store.iter_stored(tx, workspace_id):
-        position = int(values[_I["ws_ord"]])
-        # Each checkpoint follows the last event it covers.
-        while cp is not None and cp.last_ord < position:
-            head = chain.Head(cp.last_ord, cp.digest)
-            yield _checkpoint_line(workspace_id, cp)
-            cp = next(checkpoints, None)
-        owner = values[_I["private_to"]]
-        if owner is not None and owner != user_id:
-            # Another user's private event: its hash, never its content.
-            yield {"workspaceId": workspace_id, "wsOrd": position, "leaf": chain.leaf(values).hex()}
-            continue
-        record: dict[str, Any] = {
-            "workspaceId": workspace_id,
-            "wsOrd": position,
-            "id": values[_I["id"]],
-            "seq": values[_I["seq"]],
-            "recordedAt": _exact(values[_I["recorded_at"]]),
-            "privateTo": owner,
-            "idempotencyKey": values[_I["idempotency_key"]],
-            "payloadHash": values[_I["payload_hash"]],
-        }
-        public = _public_lossy(values)
-        for (column, key), shown in zip(_LOSSY, public, strict=True):
-            if values[_I[column]] != shown:
-                record.setdefault("stored", {})[key] = values[_I[column]]
-        yield record
+    for rows in export_store.iter_chain_rows(tx, workspace_id):
+        for row in rows:
+            position = int(row[_ORD])
+            # Each checkpoint follows the last event it covers.
+            while cp is not None and cp.last_ord < position:
+                head = chain.Head(cp.last_ord, cp.digest)
+                yield _line(_checkpoint_line(workspace_id, cp))
+                cp = next(checkpoints, None)
+            yield chain_line(workspace_id, user_id, row)
     while cp is not None:
         head = chain.Head(cp.last_ord, cp.digest)
-        yield _checkpoint_line(workspace_id, cp)
+        yield _line(_checkpoint_line(workspace_id, cp))
         cp = next(checkpoints, None)
-    yield {"workspaceId": workspace_id, "head": str(head)}
+    yield _line({"workspaceId": workspace_id, "head": str(head)})
 
 
 def _exact(moment: datetime) -> str:

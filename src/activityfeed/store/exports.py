@@ -8,12 +8,27 @@ history and no chunk costs more than the one before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import String, Text, and_, cast, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    select,
+    tuple_,
+    type_coerce,
+)
 
+from activityfeed.domain import chain
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Workspace
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.workspaces import Role
@@ -105,7 +120,22 @@ def select_keys_created_by(tx: Tx, user_id: str) -> list[OwnKey]:
     ]
 
 
-#: The columns of an export line, in ``ExportRow`` order (then seen, archived).
+#: The time text of the export's reads, on both databases: UTC, fixed width
+#: (``2026-11-26 09:15:02.123456``). It is SQLite's stored text as it is (see
+#: ``schema.UTCDateTime``) and what PostgreSQL prints for its ``timestamptz``, so the
+#: export formats its times by slicing, without a ``datetime`` per row.
+TIME_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+#: One event for the export, as stored: a plain row (the driver's tuple or SQLAlchemy's
+#: ``Row``) rather than an ``Event`` or a dataclass, because at a million rows building
+#: objects cost as much as the query. Its columns, in order: ``seq``, ``id``,
+#: ``workspace_id``, ``resource_type``, ``action``, ``resource_id``, ``resource_name``,
+#: ``description``, ``actor_id``, ``actor_name``, ``actor_email``, ``source_kind``,
+#: ``source_key_prefix`` (the wire values, as stored), ``created_at`` (time text, see
+#: ``TIME_TEXT_FORMAT``), ``metadata`` (the stored JSON text of an object), and the
+#: viewer's ``is_seen`` and ``is_archived`` (booleans, or 0/1 on SQLite).
+ExportRow = Sequence[Any]
+
 _COLUMNS = (
     events.c.seq,
     events.c.id,
@@ -123,89 +153,118 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ExportRow:
-    """One event for the export, as stored: plain values rather than an ``Event``.
-
-    At a million rows, parsing each row's metadata only to serialise it again, and
-    building domain objects, cost more than the query: ``metadata_json`` is the stored
-    JSON text (an object), ``created_at`` an aware UTC datetime, ``resource_type``,
-    ``action`` and ``source_kind`` their wire values.
-    """
-
-    seq: int
-    id: str
-    workspace_id: str
-    resource_type: str
-    action: str
-    resource_id: str
-    resource_name: str
-    description: str
-    actor_id: str | None
-    actor_name: str | None
-    actor_email: str | None
-    source_kind: str
-    source_key_prefix: str | None
-    created_at: datetime
-    metadata_json: str
-    is_seen: bool
-    is_archived: bool
+def _time_text(tx: Tx, column: ColumnElement[Any]) -> ColumnElement[str]:
+    if tx.dialect == "postgresql":
+        # The database prints it (in C) instead of psycopg building a datetime per row.
+        utc = func.timezone("UTC", column)
+        return type_coerce(func.to_char(utc, "YYYY-MM-DD HH24:MI:SS.US"), String)
+    return type_coerce(column, String)
 
 
-def _page_by_arrival(
-    tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, after_seq: int, limit: int
-) -> list[ExportRow]:
-    joined = events.outerjoin(
-        event_states,
-        and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
-    )
-    is_pg = tx.dialect == "postgresql"
-    # The stored text, not the JSON and datetime types' per-row processing: PostgreSQL
-    # prints jsonb as text, SQLite's column already is text.
-    metadata = cast(events.c.metadata, Text) if is_pg else type_coerce(events.c.metadata, Text)
-    created = events.c.created_at if is_pg else type_coerce(events.c.created_at, String)
-    stmt = (
-        select(*_COLUMNS, created, metadata, seen_expr(marks), archived_expr(marks))
-        .select_from(joined)
-        .where(visible(viewer_id, workspace_id), events.c.seq > after_seq)
-        .order_by(events.c.seq)
-        .limit(limit)
-    )
-    out = []
-    for r in tx.conn.execute(stmt):
-        # Positional: named attribute access on result rows costs at this scale.
-        created_at = r[13]
-        if not is_pg:
-            # SQLite's fixed-width naive UTC text (see ``schema.UTCDateTime``).
-            created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
-        metadata_json = r[14] if r[14] not in (None, "null") else "{}"
-        out.append(
-            ExportRow(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-                created_at, metadata_json, bool(r[15]), bool(r[16]),
-            )
-        )  # fmt: skip
-    return out
+def _json_text(tx: Tx, column: ColumnElement[Any]) -> ColumnElement[str]:
+    # PostgreSQL prints jsonb as text; SQLite's column already is text. Either way no
+    # JSON decoding per row.
+    if tx.dialect == "postgresql":
+        return cast(column, Text)
+    return type_coerce(column, Text)
+
+
+def _run(tx: Tx, stmt: Select[Any]) -> Sequence[Sequence[Any]]:
+    # The rows as the driver gives them: every column is selected as a type with no
+    # result processing, and SQLAlchemy's Row is a sequence like the driver's tuple.
+    return tx.conn.execute(stmt).all()
 
 
 def iter_visible_by_arrival(
     tx: Tx, *, viewer_id: str, workspace_id: str, marks: Watermarks, chunk: int = 1000
-) -> Iterator[list[ExportRow]]:
+) -> Iterator[Sequence[ExportRow]]:
     """Every event of the workspace the viewer can see (Inbox and Archive), oldest
-    arrival first, as lists of at most ``chunk`` rows with the viewer's seen/archived
-    state (the feed's rule: a per-event exception, else the watermark)."""
-    after = 0
-    while True:
-        rows = _page_by_arrival(
-            tx,
-            viewer_id=viewer_id,
-            workspace_id=workspace_id,
-            marks=marks,
-            after_seq=after,
-            limit=chunk,
+    arrival first, in lists of at most ``chunk`` rows (see ``ExportRow``) with the
+    viewer's seen/archived state (the feed's rule: a per-event exception, else the
+    watermark)."""
+    joined = events.outerjoin(
+        event_states,
+        and_(event_states.c.user_id == viewer_id, event_states.c.event_seq == events.c.seq),
+    )
+    after = bindparam("after_seq", type_=events.c.seq.type)
+    stmt = (
+        select(
+            *_COLUMNS,
+            _time_text(tx, events.c.created_at),
+            _json_text(tx, events.c.metadata),
+            seen_expr(marks),
+            archived_expr(marks),
         )
+        .select_from(joined)
+        .where(visible(viewer_id, workspace_id), events.c.seq > after)
+        .order_by(events.c.seq)
+        .limit(chunk)
+    )
+    last = 0
+    while True:
+        rows = _run(tx, stmt.params(after_seq=last))
         if rows:
             yield rows
         if len(rows) < chunk:
             return
-        after = rows[-1].seq
+        last = rows[-1][0]
+
+
+#: ``iter_chain_rows``'s columns: ``chain.FIELDS`` with both times as time text and the
+#: metadata as its stored JSON text.
+_CHAIN_TEXT = frozenset({"created_at", "recorded_at", "metadata"})
+_CREATED, _RECORDED, _METADATA = (
+    chain.FIELDS.index(n) for n in ("created_at", "recorded_at", "metadata")
+)
+_ORD, _SEQ = chain.FIELDS.index("ws_ord"), chain.FIELDS.index("seq")
+
+
+def iter_chain_rows(tx: Tx, workspace_id: str, *, chunk: int = 5000) -> Iterator[Sequence[Any]]:
+    """Every stored event of the workspace by ``(ws_ord, seq)`` (duplicated positions
+    included, as ``store.chain.iter_stored`` reads them), in lists of at most ``chunk``
+    rows of values in ``chain.FIELDS`` order, except that ``created_at`` and
+    ``recorded_at`` are time text (``TIME_TEXT_FORMAT``) and ``metadata`` the stored
+    JSON text. ``chain_values`` turns a row into ``iter_stored``'s values."""
+    columns = [
+        _json_text(tx, events.c[name])
+        if name == "metadata"
+        else _time_text(tx, events.c[name])
+        if name in _CHAIN_TEXT
+        else events.c[name]
+        for name in chain.FIELDS
+    ]
+    after_ord = bindparam("after_ord", type_=events.c.ws_ord.type)
+    after_seq = bindparam("after_seq", type_=events.c.seq.type)
+    stmt = (
+        select(*columns)
+        .where(
+            events.c.workspace_id == workspace_id,
+            tuple_(events.c.ws_ord, events.c.seq) > tuple_(after_ord, after_seq),
+        )
+        .order_by(events.c.ws_ord, events.c.seq)
+        .limit(chunk)
+    )
+    last = (-(2**62), 0)
+    while True:
+        rows = _run(tx, stmt.params(after_ord=last[0], after_seq=last[1]))
+        if rows:
+            yield rows
+        if len(rows) < chunk:
+            return
+        last = (rows[-1][_ORD], rows[-1][_SEQ])
+
+
+def parse_time_text(text: str) -> datetime:
+    """An aware UTC datetime from time text (``TIME_TEXT_FORMAT``)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def chain_values(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A row of ``iter_chain_rows`` as ``store.chain.iter_stored`` gives it (what
+    ``chain.leaf`` takes): times parsed, metadata decoded."""
+    values = list(row)
+    values[_CREATED] = parse_time_text(row[_CREATED])
+    values[_RECORDED] = parse_time_text(row[_RECORDED])
+    metadata = row[_METADATA]
+    values[_METADATA] = None if metadata is None else json.loads(metadata)
+    return tuple(values)
