@@ -25,6 +25,7 @@ from activityfeed.services import activity, workspaces
 from activityfeed.services.bench_history import BenchWorld, ensure_world
 from activityfeed.store import chain as chain_store
 from activityfeed.store import events as event_store
+from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
 
 UNDO = timedelta(hours=1)
@@ -185,6 +186,35 @@ def test_head_reads_take_one_entry_of_the_ord_index(db: Database, world: BenchWo
     for plan in found:
         assert "ux_events_ord" in plan, plan
         assert "pk_events" not in plan, plan
+
+
+def test_events_named_by_id_are_looked_up_by_id(db: Database, world: BenchWorld) -> None:
+    """Marking events seen (or archiving them) by id reads each by its unique index, never
+    the whole workspace: on SQLite the workspace's equality drew the planner to
+    ``ux_events_ord``, and 1000 ids in a workspace of a million events took 0.5 s."""
+    with db.read() as tx:
+        rows = tx.conn.exec_driver_sql(
+            "SELECT id FROM events WHERE workspace_id = ? ORDER BY seq DESC LIMIT 50"
+            if db.dialect == "sqlite"
+            else "SELECT id FROM events WHERE workspace_id = %s ORDER BY seq DESC LIMIT 50",
+            (world.team_id,),
+        )
+        ids = [r[0] for r in rows]
+
+    def view() -> None:
+        with db.read() as tx:
+            marks = state_store.select_marks(tx, user_id=world.user_id, workspace_id=world.team_id)
+            found = event_store.select_visible_seqs(
+                tx, viewer_id=world.user_id, workspace_id=world.team_id, ids=ids, marks=marks
+            )
+            assert len(found) == len(ids)
+
+    found = run(db, view)
+    assert len(found) == 1, found
+    if db.dialect == "sqlite":
+        assert re.search(r"SEARCH events USING INDEX \w+ \(id=\?\)", found[0]), found
+    else:
+        assert re.search(r"Index Cond: \(\(?id\)?(::text)? = ANY", found[0]), found
 
 
 def test_search_uses_the_trigram_index(db: Database, world: BenchWorld) -> None:

@@ -677,7 +677,14 @@ def _viewer_rows(by: str) -> Select[Any]:
     )
     if by == "seq":
         return stmt.where(events.c.seq.in_(_p("seqs", expanding=True))).order_by(*_ORDER)
-    return stmt.where(_visible(), events.c.id.in_(_p("ids", expanding=True)))
+    # ``|| ''``: SQLite would otherwise seek the workspace in ``ux_events_ord`` and test
+    # every one of its events against the ids (0.5 s for 1000 ids in a workspace of a
+    # million events) instead of looking each id up in its unique index.
+    return stmt.where(
+        events.c.workspace_id.concat("") == _p("ws"),
+        _may_see(),
+        events.c.id.in_(_p("ids", expanding=True)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
