@@ -167,14 +167,17 @@ def test_password_guesses_through_a_session_are_rate_limited(app, db, clock):
     assert int(locked.headers["Retry-After"]) > 0
 
 
-def test_idle_timeout(app, db, clock, settings):
+# The feed reads its session in its own transaction (``SessionLookup``): it must keep a
+# session alive just as every other route does.
+@pytest.mark.parametrize("path", ["/api/auth/me", "/api/activity"])
+def test_idle_timeout(app, db, clock, settings, path):
     """A session unused for the idle limit is dead; one in use stays alive."""
     user = make_user(db, clock)
     busy, idle = Browser(app, user.email), Browser(app, user.email)
     idle_seconds = settings.session_idle_seconds
     for _ in range(3):
         clock.advance(seconds=idle_seconds - 60)
-        assert busy.get("/api/auth/me").status_code == 200
+        assert busy.get(path).status_code == 200
     assert idle.get("/api/auth/me").status_code == 401
 
 

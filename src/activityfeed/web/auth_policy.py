@@ -37,6 +37,7 @@ from activityfeed.web.deps import (
     session_auth,
     session_before_csrf,
     session_from_cookie,
+    session_in_handler,
 )
 
 
@@ -193,7 +194,7 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(dep)
 
 
-_SESSION_DEPS = {session_auth, session_before_csrf}
+_SESSION_DEPS = {session_auth, session_before_csrf, session_in_handler}
 
 
 def problems(app: FastAPI) -> list[str]:

@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -21,7 +22,7 @@ from activityfeed.config import Settings
 from activityfeed.domain.accounts import ApiKey, Scope, Session
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
-from activityfeed.store.db import Database
+from activityfeed.store.db import Database, Tx
 from activityfeed.web.uploads import UPLOAD_PATHS
 
 SESSION_COOKIE = "af_session"
@@ -140,16 +141,61 @@ async def session_before_csrf(request: Request) -> Session:
     # the event loop, where a busy SQLite lock would stall every request of the worker.
     session = await run_in_threadpool(_session_from, request, c)
     if session is None:
-        if _bearer(request) is not None:
-            raise NotAuthenticated(
-                "This route needs a browser session; API keys cannot use it.",
-                code="browser_session_required",
-            )
-        raise NotAuthenticated("Sign in first.")
+        _refuse(request)
     if request.method not in SAFE_METHODS:
         check_origin(request, c.settings)
     request.state.auth_kind = "session"
     return session
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLookup:
+    """The caller's session, looked up by the handler in its own read transaction.
+
+    For the hottest read routes: ``session_auth`` reads the session in a thread-pool
+    call and a transaction of its own before the handler's, and those two cost a
+    request about a tenth of its CPU. ``within`` answers exactly as ``session_auth``
+    does (401 ``browser_session_required`` or ``not_authenticated``), so the handler
+    calls it first, before it reads anything else or looks at its parameters.
+    """
+
+    request: Request
+    ctx: Ctx
+
+    def within(self, tx: Tx) -> Session:
+        c = self.ctx
+        value = self.request.cookies.get(cookie_name(self.request, c.settings))
+        session = (
+            accounts.resolve_session(tx, value, now=c.now(), settings=c.settings) if value else None
+        )
+        if session is None:
+            _refuse(self.request)
+        return session
+
+    def touch_if_due(self, session: Session) -> None:
+        """Refresh ``last_seen_at`` (at most once a minute), after the read."""
+        now = self.ctx.now()
+        if now - session.last_seen_at >= accounts.TOUCH_EVERY:
+            with self.ctx.db.write() as tx:
+                accounts.touch_session(tx, session, now=now)
+
+
+async def session_in_handler(request: Request) -> SessionLookup:
+    """``session_auth`` for safe-method routes that read the session in their own
+    transaction (``SessionLookup``): one thread-pool call and one transaction a request."""
+    if request.method not in SAFE_METHODS:
+        raise RuntimeError("session_in_handler serves GET routes only (no CSRF check)")
+    request.state.auth_kind = "session"
+    return SessionLookup(request=request, ctx=ctx(request))
+
+
+def _refuse(request: Request) -> NoReturn:
+    if _bearer(request) is not None:
+        raise NotAuthenticated(
+            "This route needs a browser session; API keys cannot use it.",
+            code="browser_session_required",
+        )
+    raise NotAuthenticated("Sign in first.")
 
 
 def check_csrf(session: Session, token: str | None) -> None:

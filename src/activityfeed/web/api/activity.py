@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from activityfeed.domain.accounts import Session
 from activityfeed.domain.events import Action, ResourceType
@@ -25,8 +25,9 @@ from activityfeed.domain.query import (
 from activityfeed.errors import InvalidRequest
 from activityfeed.services import activity, workspaces
 from activityfeed.web import auth_policy
-from activityfeed.web.deps import Ctx, ctx, session_auth
+from activityfeed.web.deps import Ctx, SessionLookup, ctx, session_auth, session_in_handler
 from activityfeed.web.openapi import success
+from activityfeed.web.responses import json_response
 from activityfeed.web.schemas import (
     ActivityExport,
     ActivityPage,
@@ -94,19 +95,22 @@ def _owner(request: Request) -> str | None:
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
 def list_activity(
-    request: Request, session: Session = Depends(session_auth)
-) -> JSONResponse | StreamingResponse:
+    request: Request, lookup: SessionLookup = Depends(session_in_handler)
+) -> Response:
     """The feed: Inbox (or Archive with ``archived=true``), newest first; see docs/api.md."""
-    # The hottest route: ``ctx`` is called here rather than as a dependency (a sync
-    # dependency is one more thread-pool hop per request).
+    # The hottest route: the session is read in the page's own transaction and thread
+    # (``SessionLookup``), ``ctx`` is called here rather than as a dependency (a sync
+    # dependency is one more thread-pool hop per request), and the body is plain JSON
+    # types encoded by pydantic-core (no ``jsonable_encoder`` walk over every field).
     c = ctx(request)
     now = c.now()
-    params: dict[str, list[str]] = {}
-    for name, value in request.query_params.multi_items():
-        params.setdefault(name, []).append(value)
-    q = parse_activity_query(params, now=now)
     window = timedelta(seconds=c.settings.undo_window_seconds)
     with c.db.read() as tx:
+        session = lookup.within(tx)
+        params: dict[str, list[str]] = {}
+        for name, value in request.query_params.multi_items():
+            params.setdefault(name, []).append(value)
+        q = parse_activity_query(params, now=now)
         membership = workspaces.active_workspace(tx, session, q.owner)
         if not q.is_export:
             page = activity.list_activity(
@@ -117,18 +121,18 @@ def list_activity(
                 now=now,
                 undo_window=window,
             )
-            # The body is plain JSON types already: a JSONResponse skips FastAPI's
-            # jsonable_encoder walk over every field of every event (same bytes).
-            return JSONResponse(
-                {
-                    "events": [event_public(v) for v in page.events],
-                    "page": page.page,
-                    "limit": page.limit,
-                    "total": page.total,
-                    "unseenCount": page.unseen_count,
-                    "nextCursor": page.next_cursor,
-                }
-            )
+    lookup.touch_if_due(session)
+    if not q.is_export:
+        return json_response(
+            {
+                "events": [event_public(v) for v in page.events],
+                "page": page.page,
+                "limit": page.limit,
+                "total": page.total,
+                "unseenCount": page.unseen_count,
+                "nextCursor": page.next_cursor,
+            }
+        )
 
     def stream() -> Iterator[bytes]:
         head = {

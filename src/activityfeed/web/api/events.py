@@ -6,9 +6,8 @@ import json
 import math
 from typing import Any
 
-import pydantic_core
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +20,7 @@ from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, api_key_auth, ctx
 from activityfeed.web.errors import validation_message
 from activityfeed.web.openapi import success
+from activityfeed.web.responses import json_response
 from activityfeed.web.schemas import EventCreate, EventList, EventResponse, event_public
 
 router = auth_policy.router(auth=auth_policy.Auth.API_KEY, prefix="/api/events", tags=["ingestion"])
@@ -93,17 +93,6 @@ def _item(parsed: EventCreate) -> IngestItem:
     )
 
 
-def _json_response(content: Any, status_code: int) -> Response:
-    """``JSONResponse``'s bytes (compact, UTF-8), encoded by pydantic-core's serializer:
-    a batch answer is a thousand events, and the standard library's encoder was the
-    larger part of building it. Anything that serializer refuses goes the usual way."""
-    try:
-        body = pydantic_core.to_json(content)
-    except (TypeError, ValueError, pydantic_core.PydanticSerializationError):
-        return JSONResponse(content, status_code=status_code)
-    return Response(body, status_code=status_code, media_type="application/json")
-
-
 @router.post(
     "",
     status_code=201,
@@ -165,4 +154,4 @@ async def ingest(
     views, is_new = await run_in_threadpool(work)
     status = 201 if is_new else 200
     body_out = {"events": views} if is_batch else {"event": views[0]}
-    return _json_response(body_out, status)
+    return json_response(body_out, status)
