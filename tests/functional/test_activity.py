@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from activityfeed.domain.events import ResourceType
+from activityfeed.services import activity as activity_service
+from activityfeed.web.api import activity as activity_route
 from tests.factories import Browser, event_body, make_user, personal_workspace
 from tests.functional.feed_helpers import World, assert_error, ids, iso, make_world, record_private
 
@@ -723,3 +729,38 @@ def test_wrong_methods_are_405(world):
             method, url, headers={"X-CSRF-Token": world.viewer.csrf}
         )
         assert_error(response, 405, "method_not_allowed", case=(method, url))
+
+
+def test_feed_reads_run_on_a_small_pool_of_threads(app, db, clock, monkeypatch) -> None:
+    """However many pages are asked for at once, at most ``FEED_READ_THREADS`` are read
+    at a time in a process (many threads taking the GIL from each other served fewer
+    pages, and later); the rest wait their turn and are all answered."""
+    user = make_user(db, clock)
+    browser = Browser(app, user.email)
+    cookies = dict(browser.client.cookies.items())
+    running, peak, lock = [0], [0], threading.Lock()
+    original = activity_service.list_activity
+
+    def slow_page(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.05)
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(activity_service, "list_activity", slow_page)
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies=cookies
+        ) as c:
+            answers = await asyncio.gather(*(c.get("/api/activity") for _ in range(12)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(main()) == [200] * 12
+    assert peak[0] == activity_route.FEED_READ_THREADS

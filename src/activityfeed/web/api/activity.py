@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -94,14 +96,36 @@ def _owner(request: Request) -> str | None:
     responses=success(ActivityPage | ActivityExport, description="A page, or the export."),
     openapi_extra={"parameters": LIST_PARAMETERS},
 )
-def list_activity(
+async def list_activity(
     request: Request, lookup: SessionLookup = Depends(session_in_handler)
 ) -> Response:
     """The feed: Inbox (or Archive with ``archived=true``), newest first; see docs/api.md."""
-    # The hottest route: the session is read in the page's own transaction and thread
-    # (``SessionLookup``), ``ctx`` is called here rather than as a dependency (a sync
-    # dependency is one more thread-pool hop per request), and the body is plain JSON
-    # types encoded by pydantic-core (no ``jsonable_encoder`` walk over every field).
+    return await anyio.to_thread.run_sync(_list, request, lookup, limiter=_feed_reads(request))
+
+
+#: Threads per process that serve feed reads. A page is mostly Python under the GIL, and
+#: SQLite's WAL and PostgreSQL's snapshots never make a read wait for a lock: with 16
+#: connections, 4 threads per worker served 1,080 pages/s at p99 37 ms, and the default
+#: pool (one thread per waiting request) 720 pages/s at p99 75 ms, the threads taking
+#: the GIL from each other. Writes keep the default pool: on SQLite they can wait for
+#: the write lock, and must not hold up reads while they do.
+FEED_READ_THREADS = 4
+
+
+def _feed_reads(request: Request) -> anyio.CapacityLimiter:
+    # Made on first use, inside the event loop (one per app and process).
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "feed_reads", None)
+    if limiter is None:
+        limiter = state.feed_reads = anyio.CapacityLimiter(FEED_READ_THREADS)
+    return limiter
+
+
+def _list(request: Request, lookup: SessionLookup) -> Response:
+    # The hottest route, in one thread-pool call on its own small pool: the session is
+    # read in the page's own transaction (``SessionLookup``), ``ctx`` is called here
+    # rather than as a dependency (a sync dependency is one more thread-pool hop), and
+    # the body is plain JSON types encoded by pydantic-core (no ``jsonable_encoder``).
     c = ctx(request)
     now = c.now()
     window = timedelta(seconds=c.settings.undo_window_seconds)
