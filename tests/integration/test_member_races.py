@@ -10,10 +10,7 @@ lock, SQLite's write lock), so the interleaving is the same on every run.
 
 from __future__ import annotations
 
-import threading
-import time
-
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from activityfeed.domain.accounts import User, Workspace
 from activityfeed.domain.workspaces import Role
@@ -22,7 +19,7 @@ from activityfeed.services import workspaces
 from activityfeed.store.db import Database
 from activityfeed.store.schema import memberships
 from tests.factories import make_team, make_user
-from tests.integration.test_state_races import in_other_tab
+from tests.integration.test_state_races import in_other_tab, wait_until_blocked
 
 
 def _two_owners(db: Database, clock) -> tuple[User, User, Workspace]:
@@ -44,29 +41,6 @@ def _owners(db: Database, team: Workspace) -> list[str]:
         )
 
 
-def _wait_until_blocked_or_done(db: Database, thread: threading.Thread) -> None:
-    """Return once the other transaction waits for a lock, or once it has finished
-    without waiting (then the assertions on the outcome say what went wrong)."""
-    if db.dialect != "postgresql":
-        # SQLite's second writer queues in BEGIN IMMEDIATE; give it time to get there.
-        thread.join(0.3)
-        return
-    deadline = time.monotonic() + 10
-    with db.engine.connect() as conn:
-        while thread.is_alive() and time.monotonic() < deadline:
-            waiting = conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-            conn.rollback()
-            if waiting:
-                return
-            time.sleep(0.02)
-    assert not thread.is_alive(), "the other removal neither waited nor finished"
-
-
 def _remove(db: Database, caller: User, team: Workspace, member: User) -> tuple[User, Role]:
     with db.write() as tx:
         return workspaces.remove_member(
@@ -86,7 +60,7 @@ def _race(
         )
         assert (removed.id, role) == (member.id, Role.OWNER)
         thread, errors = in_other_tab(lambda: _remove(db, other_caller, team, other_member))
-        _wait_until_blocked_or_done(db, thread)
+        wait_until_blocked(db, or_done=thread)
     thread.join(30)
     assert not thread.is_alive()
     return errors

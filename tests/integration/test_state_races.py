@@ -38,15 +38,21 @@ from activityfeed.store.db import Database
 from tests.factories import make_team, make_user
 
 
-def wait_until_blocked(db: Database, timeout: float = 10.0) -> None:
+def wait_until_blocked(
+    db: Database, timeout: float = 10.0, *, or_done: threading.Thread | None = None
+) -> None:
     """Return once another transaction waits for a lock (PostgreSQL), or after a pause
-    long enough for it to reach SQLite's write lock."""
+    long enough for it to reach SQLite's write lock. With ``or_done``, also return once
+    that thread has finished without waiting (the caller's assertions on the outcome
+    then say what went wrong)."""
     if db.dialect != "postgresql":
         time.sleep(0.3)
         return
     deadline = time.monotonic() + timeout
     with db.engine.connect() as conn:
         while time.monotonic() < deadline:
+            if or_done is not None and not or_done.is_alive():
+                return
             waiting = conn.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity "

@@ -609,8 +609,9 @@ def _count_where(shape: _Shape) -> Select[Any]:
     return select(func.count()).select_from(events).where(*_where(shape))
 
 
-#: The columns a viewer's row reads, in the order ``_row_event`` unpacks them.
-_ROW_COLUMNS = (
+#: What an event says, as stored, in the order the feed's rows and the export's lines
+#: read it: its number, id and workspace, what happened to which resource, who, and how.
+DESCRIBED_COLUMNS = (
     events.c.seq,
     events.c.id,
     events.c.workspace_id,
@@ -624,6 +625,10 @@ _ROW_COLUMNS = (
     events.c.actor_email,
     events.c.source_kind,
     events.c.source_key_prefix,
+)
+#: The columns a viewer's row reads, in the order ``_row_event`` unpacks them.
+_ROW_COLUMNS = (
+    *DESCRIBED_COLUMNS,
     events.c.created_at,
     events.c.recorded_at,
     events.c.metadata,

@@ -33,7 +33,7 @@ from activityfeed.domain.accounts import ApiKey, Membership, Scope, Workspace
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.workspaces import Role
 from activityfeed.store.db import Tx
-from activityfeed.store.events import archived_expr, seen_expr, visible
+from activityfeed.store.events import DESCRIBED_COLUMNS, archived_expr, seen_expr, visible
 from activityfeed.store.schema import api_keys, event_states, events, memberships, workspaces
 
 
@@ -136,21 +136,7 @@ TIME_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 #: viewer's ``is_seen`` and ``is_archived`` (booleans, or 0/1 on SQLite).
 ExportRow = Sequence[Any]
 
-_COLUMNS = (
-    events.c.seq,
-    events.c.id,
-    events.c.workspace_id,
-    events.c.resource_type,
-    events.c.action,
-    events.c.resource_id,
-    events.c.resource_name,
-    events.c.description,
-    events.c.actor_id,
-    events.c.actor_name,
-    events.c.actor_email,
-    events.c.source_kind,
-    events.c.source_key_prefix,
-)
+_COLUMNS = DESCRIBED_COLUMNS
 
 
 def _time_text(tx: Tx, column: ColumnElement[Any]) -> ColumnElement[str]:
