@@ -16,6 +16,7 @@ import pytest
 from activityfeed.domain.events import ResourceType
 from activityfeed.services import activity as activity_service
 from activityfeed.web.api import activity as activity_route
+from activityfeed.web.deps import SessionLookup
 from tests.factories import Browser, event_body, make_user, personal_workspace
 from tests.functional.feed_helpers import World, assert_error, ids, iso, make_world, record_private
 
@@ -764,3 +765,24 @@ def test_feed_reads_run_on_a_small_pool_of_threads(app, db, clock, monkeypatch) 
 
     assert asyncio.run(main()) == [200] * 12
     assert peak[0] == activity_route.FEED_READ_THREADS
+
+
+def test_the_session_touch_holds_no_reader_thread(app, db, clock, monkeypatch) -> None:
+    """The once-a-minute refresh of ``last_seen_at`` is a write, which on SQLite may wait
+    for the write lock: it runs after the page, without one of the readers' threads
+    (four busy touches would otherwise stall every page of the process)."""
+    user = make_user(db, clock)
+    browser = Browser(app, user.email)
+    held: list[int] = []
+    original = SessionLookup.touch
+
+    def touch(self: SessionLookup, session: Any) -> None:
+        held.append(app.state.feed_reads.borrowed_tokens)
+        original(self, session)
+
+    monkeypatch.setattr(SessionLookup, "touch", touch)
+    assert browser.get("/api/activity").status_code == 200
+    assert held == []  # signed in just now: nothing to refresh
+    clock.advance(seconds=120)
+    assert browser.get("/api/activity").status_code == 200
+    assert held == [0]

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from activityfeed.config import Settings
 from activityfeed.web import auth_policy, create_app
 from activityfeed.web.auth_policy import Auth, UndeclaredAuthentication, problems, route_policies
-from activityfeed.web.deps import api_key_auth, session_auth
+from activityfeed.web.deps import api_key_auth, session_auth, session_in_handler
 from tests.factories import Browser, event_body, make_key, make_user
 from tests.security.recipes import RECIPES, route_key
 from tests.security.world import Actor, build_world, diff, dump, send
@@ -100,12 +100,21 @@ def test_declarations_must_agree_with_the_code(tmp_path):
     @public.get("/open")
     def public_with_session(session: object = Depends(session_auth)) -> None: ...
 
+    @sessions.post("/api/lookup")
+    def writes_without_csrf(lookup: object = Depends(session_in_handler)) -> None: ...
+
+    @sessions.get("/api/lookup")
+    def reads_in_handler(lookup: object = Depends(session_in_handler)) -> None: ...
+
     for r in (keyed, public, sessions):
         app.include_router(r)
     found = "\n".join(problems(app))
     assert "/api/keyed (keyed_without_key) is declared api_key but does not depend" in found
     assert "/api/sessioned (session_taking_key) depends on api_key_auth" in found
     assert "/open (public_with_session) is declared public but depends on a session" in found
+    # Reading the session in the handler skips the CSRF check: GET routes only.
+    assert "POST /api/lookup (writes_without_csrf) depends on session_in_handler" in found
+    assert "reads_in_handler" not in found
 
 
 def test_accepts_overrides_the_router_in_either_order(tmp_path):

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp
 
 from activityfeed.errors import NotAuthenticated
 from activityfeed.web.deps import (
+    SESSION_IN_HANDLER_METHODS,
     api_key_auth,
     ctx,
     session_auth,
@@ -221,6 +222,11 @@ def problems(app: FastAPI) -> list[str]:
             found.append(f"{entry} depends on api_key_auth but is declared {entry.auth}.")
         if entry.auth is Auth.PUBLIC and calls & _SESSION_DEPS:
             found.append(f"{entry} is declared public but depends on a session.")
+        if session_in_handler in calls and not entry.methods <= SESSION_IN_HANDLER_METHODS:
+            found.append(
+                f"{entry} depends on session_in_handler, which skips the CSRF check: "
+                "GET routes only (use session_auth)."
+            )
     return found
 
 

@@ -161,32 +161,42 @@ class SessionLookup:
 
     request: Request
     ctx: Ctx
+    cookie: str
 
     def within(self, tx: Tx) -> Session:
         c = self.ctx
-        value = self.request.cookies.get(cookie_name(self.request, c.settings))
-        session = (
-            accounts.resolve_session(tx, value, now=c.now(), settings=c.settings) if value else None
-        )
+        session = accounts.resolve_session(tx, self.cookie, now=c.now(), settings=c.settings)
         if session is None:
             _refuse(self.request)
+        self.request.state.auth_kind = "session"
         return session
 
-    def touch_if_due(self, session: Session) -> None:
-        """Refresh ``last_seen_at`` (at most once a minute), after the read."""
-        now = self.ctx.now()
-        if now - session.last_seen_at >= accounts.TOUCH_EVERY:
-            with self.ctx.db.write() as tx:
-                accounts.touch_session(tx, session, now=now)
+    def is_touch_due(self, session: Session) -> bool:
+        return self.ctx.now() - session.last_seen_at >= accounts.TOUCH_EVERY
+
+    def touch(self, session: Session) -> None:
+        """Refresh ``last_seen_at`` (the caller checks ``is_touch_due`` first). A write:
+        on SQLite it may wait for the write lock, so run it off the readers' pool."""
+        with self.ctx.db.write() as tx:
+            accounts.touch_session(tx, session, now=self.ctx.now())
+
+
+#: Methods that may read the session in the handler: they change nothing, so there is no
+#: CSRF token to check (``auth_policy.problems`` refuses the dependency on other routes).
+SESSION_IN_HANDLER_METHODS = frozenset({"GET", "HEAD"})
 
 
 async def session_in_handler(request: Request) -> SessionLookup:
     """``session_auth`` for safe-method routes that read the session in their own
-    transaction (``SessionLookup``): one thread-pool call and one transaction a request."""
-    if request.method not in SAFE_METHODS:
+    transaction (``SessionLookup``): one thread-pool call and one transaction a request.
+    Without a session cookie it answers at once, as ``session_auth`` does."""
+    if request.method not in SESSION_IN_HANDLER_METHODS:
         raise RuntimeError("session_in_handler serves GET routes only (no CSRF check)")
-    request.state.auth_kind = "session"
-    return SessionLookup(request=request, ctx=ctx(request))
+    c = ctx(request)
+    cookie = request.cookies.get(cookie_name(request, c.settings))
+    if not cookie:
+        _refuse(request)
+    return SessionLookup(request=request, ctx=c, cookie=cookie)
 
 
 def _refuse(request: Request) -> NoReturn:

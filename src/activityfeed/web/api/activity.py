@@ -100,7 +100,14 @@ async def list_activity(
     request: Request, lookup: SessionLookup = Depends(session_in_handler)
 ) -> Response:
     """The feed: Inbox (or Archive with ``archived=true``), newest first; see docs/api.md."""
-    return await anyio.to_thread.run_sync(_list, request, lookup, limiter=_feed_reads(request))
+    response, session = await anyio.to_thread.run_sync(
+        _list, request, lookup, limiter=_feed_reads(request)
+    )
+    if lookup.is_touch_due(session):
+        # A write, which on SQLite may wait for the lock: on the default pool, never
+        # holding one of the readers' threads.
+        await anyio.to_thread.run_sync(lookup.touch, session)
+    return response
 
 
 #: Threads per process that serve feed reads. A page is mostly Python under the GIL, and
@@ -121,7 +128,7 @@ def _feed_reads(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
-def _list(request: Request, lookup: SessionLookup) -> Response:
+def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     # The hottest route, in one thread-pool call on its own small pool: the session is
     # read in the page's own transaction (``SessionLookup``), ``ctx`` is called here
     # rather than as a dependency (a sync dependency is one more thread-pool hop), and
@@ -145,18 +152,16 @@ def _list(request: Request, lookup: SessionLookup) -> Response:
                 now=now,
                 undo_window=window,
             )
-    lookup.touch_if_due(session)
     if not q.is_export:
-        return json_response(
-            {
-                "events": [event_public(v) for v in page.events],
-                "page": page.page,
-                "limit": page.limit,
-                "total": page.total,
-                "unseenCount": page.unseen_count,
-                "nextCursor": page.next_cursor,
-            }
-        )
+        body = {
+            "events": [event_public(v) for v in page.events],
+            "page": page.page,
+            "limit": page.limit,
+            "total": page.total,
+            "unseenCount": page.unseen_count,
+            "nextCursor": page.next_cursor,
+        }
+        return json_response(body), session
 
     def stream() -> Iterator[bytes]:
         head = {
@@ -185,11 +190,12 @@ def _list(request: Request, lookup: SessionLookup) -> Response:
         yield b"]}\n"
 
     filename = f"activity-{membership.workspace.slug}-{now.date().isoformat()}.json"
-    return StreamingResponse(
+    download = StreamingResponse(
         stream(),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+    return download, session
 
 
 def _ids_or_all(ids: list[str] | None, all_: bool | None) -> None:
