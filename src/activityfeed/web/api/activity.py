@@ -101,7 +101,7 @@ async def list_activity(
 ) -> Response:
     """The feed: Inbox (or Archive with ``archived=true``), newest first; see docs/api.md."""
     response, session = await anyio.to_thread.run_sync(
-        _list, request, lookup, limiter=_feed_reads(request)
+        _list, request, lookup, limiter=_pool_for(request)
     )
     if lookup.is_touch_due(session):
         # A write, which on SQLite may wait for the lock: on the default pool, never
@@ -115,8 +115,20 @@ async def list_activity(
 #: connections, 4 threads per worker served 1,080 pages/s at p99 37 ms, and the default
 #: pool (one thread per waiting request) 720 pages/s at p99 75 ms, the threads taking
 #: the GIL from each other. Writes keep the default pool: on SQLite they can wait for
-#: the write lock, and must not hold up reads while they do.
+#: the write lock, and must not hold up reads while they do; so do searches and
+#: exports, which can take seconds (``_pool_for``).
 FEED_READ_THREADS = 4
+
+
+def _pool_for(request: Request) -> anyio.CapacityLimiter | None:
+    """The readers' pool for pages; the default pool (None) for a text search or an
+    export, which can take seconds of database time: on the small pool they would hold
+    the threads that every plain page waits for (a PostgreSQL soak's pages queued
+    behind its searches, p50 1 s)."""
+    query = request.query_params
+    if query.get("search") or query.get("export", "").lower() in ("true", "1", "yes", "on"):
+        return None
+    return _feed_reads(request)
 
 
 def _feed_reads(request: Request) -> anyio.CapacityLimiter:
