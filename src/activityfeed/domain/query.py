@@ -98,14 +98,15 @@ class ActivityQuery:
         return out
 
 
-_TRUE = {"true", "1", "yes", "on"}
+#: How a true flag may be spelled in a query string (case-insensitive).
+TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 _FALSE = {"false", "0", "no", "off", ""}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_bool(value: str, name: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in _TRUE:
+    if lowered in TRUE_VALUES:
         return True
     if lowered in _FALSE:
         return False

@@ -22,6 +22,7 @@ from activityfeed.domain.query import (
     MAX_LIMIT,
     MAX_PAGE,
     MAX_SEARCH,
+    TRUE_VALUES,
     parse_activity_query,
 )
 from activityfeed.errors import InvalidRequest
@@ -126,7 +127,7 @@ def _pool_for(request: Request) -> anyio.CapacityLimiter | None:
     the threads that every plain page waits for (a PostgreSQL soak's pages queued
     behind its searches, p50 1 s)."""
     query = request.query_params
-    if query.get("search") or query.get("export", "").lower() in ("true", "1", "yes", "on"):
+    if query.get("search") or query.get("export", "").lower() in TRUE_VALUES:
         return None
     return _feed_reads(request)
 
