@@ -111,12 +111,20 @@ def test_password_change_ends_every_other_session(app, db, clock):
     (a thief's included) on the server; the old password stops working."""
     user = make_user(db, clock)
     here, laptop, thief = (Browser(app, user.email) for _ in range(3))
+    before = here.client.cookies["af_session"]
     response = here.post(
         "/api/auth/password", json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "endedSessions": 2}
+    # This browser goes on under a new session id; a copy of its old cookie is dead.
+    after = value_of(cookie_of(response))
+    assert after != before
+    assert not is_live(app, before)
+    assert is_live(app, after)
     assert here.get("/api/auth/me").status_code == 200
+    # The page's CSRF token carries over to the new session.
+    assert here.post("/api/workspaces", json={"name": "After the change"}).status_code == 201
     for gone in (laptop, thief):
         assert gone.get("/api/auth/me").status_code == 401
     assert login(anonymous(app), user.email).status_code == 401
@@ -307,8 +315,11 @@ def test_password_change_from_the_settings_page(app, db, clock):
     assert wrong.status_code == 422
     assert "The current password is wrong." in wrong.text
     assert other.get("/api/auth/me").status_code == 200
+    before = here.client.cookies["af_session"]
     done = post(PASSWORD)
     assert done.status_code == 303
+    assert not is_live(app, before)
+    assert is_live(app, value_of(cookie_of(done)))
     assert done.headers["location"] == "/settings/profile?saved=password"
     assert "every other browser was signed out" in here.get(done.headers["location"]).text
     assert other.get("/api/auth/me").status_code == 401

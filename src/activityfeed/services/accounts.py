@@ -129,6 +129,15 @@ class SignIn:
     workspace: Workspace
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordChanged:
+    """A changed password: how many other sessions ended, and this browser's new cookie
+    value (its session id was rotated; shown once)."""
+
+    ended_sessions: int
+    cookie_value: str
+
+
 def _check_rate(tx: Tx, *, email: str, address: str, now: datetime, settings: Settings) -> None:
     since = now - timedelta(seconds=settings.login_window_seconds)
     for count, oldest, limit in (
@@ -253,15 +262,18 @@ def change_password(
     address: str,
     now: datetime,
     settings: Settings,
-) -> int:
-    """Set a new password and end every other session of the user; returns how many.
+) -> PasswordChanged:
+    """Set a new password and end every other session of the user.
 
-    The calling session stays signed in; every other browser (perhaps a thief's) must
-    sign in again with the new password. Records a ``settings`` ``updated`` event (no
-    secret in it, and nothing undo could replay). The current password is checked under
-    the sign-in rate limit: ``TooManyRequests`` after too many failures, and
-    ``InvalidRequest`` naming ``currentPassword`` when it is wrong (the caller records
-    that failure in its own transaction, as for sign-in).
+    The calling browser stays signed in under a new session id (the old one ends like
+    the others: a copy of this browser's cookie taken before the change is worthless);
+    the new session keeps the workspace, CSRF token and absolute expiry of the old one.
+    Every other browser (perhaps a thief's) must sign in again with the new password.
+    Records a ``settings`` ``updated`` event (no secret in it, and nothing undo could
+    replay). The current password is checked under the sign-in rate limit:
+    ``TooManyRequests`` after too many failures, and ``InvalidRequest`` naming
+    ``currentPassword`` when it is wrong (the caller records that failure in its own
+    transaction, as for sign-in).
     """
     user = session.user
     _check_rate(tx, email=user.email, address=address, now=now, settings=settings)
@@ -275,6 +287,17 @@ def change_password(
         )
     store.update_password_hash(tx, user.id, passwords.hash_password(new_password))
     ended = store.end_user_sessions(tx, user.id, now, keep=session.id_hash)
+    store.end_session(tx, session.id_hash, now)
+    cookie_value = new_secret(32)
+    store.insert_session(
+        tx,
+        id_hash=digest(cookie_value),
+        user_id=user.id,
+        workspace_id=session.workspace_id,
+        csrf_token=session.csrf_token,
+        at=now,
+        expires_at=session.expires_at,
+    )
     workspace = store.select_personal_workspace(tx, user.id)
     assert workspace is not None, "every user has a personal workspace"
     record_event(
@@ -292,7 +315,7 @@ def change_password(
         ),
         now=now,
     )
-    return ended
+    return PasswordChanged(ended_sessions=ended, cookie_value=cookie_value)
 
 
 def memberships(tx: Tx, user_id: str) -> list[Membership]:

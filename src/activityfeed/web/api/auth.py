@@ -107,15 +107,17 @@ def logout(
 def change_password(
     body: PasswordChange,
     request: Request,
+    response: Response,
     session: Session = Depends(session_auth),
     c: Ctx = Depends(ctx),
 ) -> dict[str, Any]:
-    """Change the password; every other session of the user ends at once."""
+    """Change the password; every other session of the user ends at once, and this one
+    goes on under a new session id (a new cookie; the CSRF token stays)."""
     now = c.now()
     address = client_address(request)
     try:
         with c.db.write() as tx:
-            ended = accounts.change_password(
+            changed = accounts.change_password(
                 tx,
                 session,
                 current_password=body.current_password,
@@ -133,7 +135,8 @@ def change_password(
                     tx, email=session.user.email, address=address, now=now, settings=c.settings
                 )
         raise
-    return {"success": True, "endedSessions": ended}
+    set_session_cookie(request, response, c, changed.cookie_value)
+    return {"success": True, "endedSessions": changed.ended_sessions}
 
 
 @router.get("/me", response_model=None, responses=success(MeResponse))

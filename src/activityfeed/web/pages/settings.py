@@ -21,6 +21,7 @@ from activityfeed.domain.events import SourceKind
 from activityfeed.errors import AppError, InvalidRequest, TooManyRequests
 from activityfeed.services import accounts, apikeys, settings, workspaces
 from activityfeed.web import auth_policy
+from activityfeed.web.api.auth import set_session_cookie
 from activityfeed.web.deps import Ctx, client_address, ctx, session_from_cookie
 from activityfeed.web.pages.routes import (
     _login_redirect,
@@ -159,10 +160,10 @@ async def password_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
     now = c.now()
     address = client_address(request)
 
-    def work() -> None:
+    def work() -> accounts.PasswordChanged:
         try:
             with c.db.write() as tx:
-                accounts.change_password(
+                return accounts.change_password(
                     tx,
                     session,
                     current_password=current if isinstance(current, str) else "",
@@ -180,7 +181,7 @@ async def password_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
             raise
 
     try:
-        await run_in_threadpool(work)
+        changed = await run_in_threadpool(work)
     except (InvalidRequest, TooManyRequests) as exc:
         with c.db.read() as tx:
             profile = settings.get_profile(tx, user_id=session.user.id)
@@ -190,7 +191,10 @@ async def password_form(request: Request, c: Ctx = Depends(ctx)) -> Response:
         if isinstance(exc, TooManyRequests):
             page.headers["Retry-After"] = str(exc.retry_after)
         return page
-    return RedirectResponse("/settings/profile?saved=password", status_code=303)
+    redirect = RedirectResponse("/settings/profile?saved=password", status_code=303)
+    # This browser's session id was rotated: it carries on under the new cookie.
+    set_session_cookie(request, redirect, c, changed.cookie_value)
+    return redirect
 
 
 # ---- API keys -----------------------------------------------------------------------------
