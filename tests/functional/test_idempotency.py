@@ -159,6 +159,33 @@ def test_any_changed_field_is_another_payload(world, clock):
     assert _event_count(world) == 1
 
 
+def test_the_payload_hash_never_covers_a_redacted_secret(app, world, db, clock):
+    """The stored hash is over the metadata as stored: it cannot confirm a guessed
+    secret offline. A retry that differs only in a redacted value is the same payload
+    (it would store the same event) and gets the original back."""
+    body = event_body(1, idempotencyKey="with-secret", metadata={"password": "hunter2"})
+    first = ingest(world.client, world.secret, body)
+    assert first.status_code == 201, first.text
+    assert first.json()["event"]["metadata"] == {"password": "[redacted]"}
+    other_secret = {**body, "metadata": {"password": "correct horse battery staple"}}
+    again = ingest(world.client, world.secret, other_secret)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    redacted = ingest(world.client, world.secret, {**body, "metadata": {"password": "x"}})
+    assert redacted.json() == first.json()
+    # The same event with no secret in another workspace stores the very same hash.
+    other_team = make_team(db, clock, world.owner, [], name="Elsewhere")
+    plain = {**body, "metadata": {"password": "[redacted]"}}
+    assert (
+        ingest(world.client, make_key(db, clock, world.owner, other_team), plain).status_code == 201
+    )
+    with db.read() as tx:
+        hashes = tx.conn.execute(
+            text("SELECT DISTINCT payload_hash FROM events WHERE idempotency_key = 'with-secret'")
+        ).all()
+    assert len(hashes) == 1
+
+
 # ---- keys belong to a workspace -----------------------------------------------------------
 
 

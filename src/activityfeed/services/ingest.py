@@ -218,14 +218,21 @@ def redact(value: Any) -> Any:
     return value
 
 
-def payload_hash(item: IngestItem) -> str:
+def payload_hash(item: IngestItem, metadata: Any) -> str:
+    """What a retry under the same idempotency key must repeat, as a SHA-256.
+
+    ``metadata`` is the metadata as stored, secrets redacted: a hash over the secret
+    values would let whoever reads the table confirm a guessed secret offline. Two
+    payloads that differ only in a redacted value store the same event, so they are
+    the same payload here too.
+    """
     body = {
         "resourceType": item.resource_type,
         "action": item.action,
         "resourceId": item.resource_id,
         "resourceName": item.resource_name,
         "description": item.description,
-        "metadata": item.metadata,
+        "metadata": metadata,
         # The instant, not its spelling: "+02:00" and "Z" forms of one moment are equal.
         "occurredAt": item.occurred_at.astimezone(UTC).isoformat() if item.occurred_at else None,
     }
@@ -323,7 +330,7 @@ def _draft(
         metadata=metadata,
         occurred_at=item.occurred_at,
         idempotency_key=item.idempotency_key,
-        payload_hash=payload_hash(item) if item.idempotency_key else None,
+        payload_hash=payload_hash(item, metadata) if item.idempotency_key else None,
         metadata_json=metadata_json,
     )
 
