@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from activityfeed.domain.accounts import Membership, User, Workspace
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
@@ -181,3 +181,27 @@ def test_all_operations_cost_the_same_at_100_and_10000_events(db, clock):
     # The listener saw the work (a silent listener would pass the comparison above).
     assert len(at_100["archive all"][0].statements) >= 4
     assert at_100["archive all"][0].writes
+
+
+def test_a_state_change_reaches_the_stream_outbox_in_one_statement(db, clock):
+    """Recording a change for the user's other tabs is one round trip: the insert reads
+    the previous change's ``seq`` itself (``prev_seq``), and the chain of changes stays
+    exact."""
+    alice = make_user(db, clock)
+    team = make_team(db, clock, alice, [], name="Outbox")
+    ids = fill(db, clock, team, [alice], 20)
+    membership = Membership(workspace=team, role=Role.OWNER)
+    for event_id in ids[:2]:
+        with recording(db) as recorder, db.write() as tx:
+            activity.mark_seen(
+                tx, viewer_id=alice.id, membership=membership, event_ids=[event_id], mark_all=False
+            )
+        outbox = [s for s in recorder.statements if "stream_changes" in s]
+        assert len(outbox) == 1, outbox
+        assert outbox[0].lstrip().upper().startswith("INSERT"), outbox
+    with db.read() as tx:
+        chain = tx.conn.execute(
+            text("SELECT seq, prev_seq FROM stream_changes WHERE workspace_id = :ws ORDER BY seq"),
+            {"ws": team.id},
+        ).all()
+    assert [r.prev_seq for r in chain] == [0, chain[0].seq]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select
 
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.stream import StateAction
@@ -63,26 +63,37 @@ def insert_change(
     change gives ``upto_seq``, the head it covered, so that each row says exactly which
     events it changed (the id list of an "all" change is empty).
     """
-    prev = tx.conn.execute(
-        select(func.coalesce(func.max(stream_changes.c.seq), 0)).where(
-            stream_changes.c.workspace_id == workspace_id, stream_changes.c.user_id == user_id
-        )
-    ).scalar_one()
+    payload = {
+        "eventIds": list(event_ids),
+        "all": is_all,
+        **({"uptoSeq": upto_seq} if upto_seq is not None else {}),
+    }
+    # One statement: the previous change's seq is read by the insert itself.
     tx.conn.execute(
-        insert(stream_changes).values(
-            workspace_id=workspace_id,
-            user_id=user_id,
-            prev_seq=int(prev),
-            action=action.value,
-            payload={
-                "eventIds": list(event_ids),
-                "all": is_all,
-                **({"uptoSeq": upto_seq} if upto_seq is not None else {}),
-            },
-            created_at=datetime.now(UTC),
-        )
+        _INSERT_CHANGE,
+        {
+            "ws": workspace_id,
+            "user": user_id,
+            "action": action.value,
+            "payload": payload,
+            "created_at": datetime.now(UTC),
+        },
     )
     notify(tx, Wake(workspace_id, user_id))
+
+
+_sc = stream_changes.c
+_INSERT_CHANGE = insert(stream_changes).from_select(
+    ["workspace_id", "user_id", "prev_seq", "action", "payload", "created_at"],
+    select(
+        bindparam("ws", type_=_sc.workspace_id.type),
+        bindparam("user", type_=_sc.user_id.type),
+        func.coalesce(func.max(_sc.seq), 0),
+        bindparam("action", type_=_sc.action.type),
+        bindparam("payload", type_=_sc.payload.type),
+        bindparam("created_at", type_=_sc.created_at.type),
+    ).where(_sc.workspace_id == bindparam("ws"), _sc.user_id == bindparam("user")),
+)
 
 
 def max_change_seq(tx: Tx, *, workspace_id: str, user_id: str) -> int:
