@@ -243,6 +243,19 @@ def resolve_session(
     return store.select_live_session(tx, digest(cookie_value), now=now, idle_since=idle_since)
 
 
+def resolve_session_in_workspace(
+    tx: Tx, cookie_value: str, *, now: datetime, settings: Settings
+) -> tuple[Session, Membership | None] | None:
+    """``resolve_session``, and the user's membership of the session's active workspace
+    (None when they no longer belong to it), read together in one statement."""
+    if not cookie_value or len(cookie_value) > MAX_COOKIE:
+        return None
+    idle_since = now - timedelta(seconds=settings.session_idle_seconds)
+    return store.select_live_session_in_workspace(
+        tx, digest(cookie_value), now=now, idle_since=idle_since
+    )
+
+
 def touch_session(tx: Tx, session: Session, *, now: datetime) -> None:
     if now - session.last_seen_at >= TOUCH_EVERY:
         store.touch_session(tx, session.id_hash, now)

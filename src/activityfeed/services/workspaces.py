@@ -36,10 +36,19 @@ def access_workspace(
     return membership
 
 
-def active_workspace(tx: Tx, session: Session, owner: str | None) -> Membership:
-    """The workspace an activity request acts on: ``owner`` if given, else the active one."""
+def active_workspace(
+    tx: Tx, session: Session, owner: str | None, *, known: Membership | None = None
+) -> Membership:
+    """The workspace an activity request acts on: ``owner`` if given, else the active one.
+
+    ``known``: the membership of the session's workspace when the caller has read it
+    already (``SessionLookup.within_workspace``); without it, or when it is None because
+    the user left that workspace, the look-up (and its ``NotFound``) happens here.
+    """
     if owner:
         return access_workspace(tx, user_id=session.user.id, slug=owner)
+    if known is not None and known.workspace.id == session.workspace_id:
+        return known
     return access_workspace(tx, user_id=session.user.id, workspace_id=session.workspace_id)
 
 

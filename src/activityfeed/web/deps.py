@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from activityfeed.config import Settings
-from activityfeed.domain.accounts import ApiKey, Scope, Session
+from activityfeed.domain.accounts import ApiKey, Membership, Scope, Session
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
 from activityfeed.store.db import Database, Tx
@@ -154,7 +154,7 @@ class SessionLookup:
 
     For the hottest read routes: ``session_auth`` reads the session in a thread-pool
     call and a transaction of its own before the handler's, and those two cost a
-    request about a tenth of its CPU. ``within`` answers exactly as ``session_auth``
+    request about a tenth of its CPU. ``within_workspace`` answers exactly as ``session_auth``
     does (401 ``browser_session_required`` or ``not_authenticated``), so the handler
     calls it first, before it reads anything else or looks at its parameters.
     """
@@ -163,13 +163,18 @@ class SessionLookup:
     ctx: Ctx
     cookie: str
 
-    def within(self, tx: Tx) -> Session:
+    def within_workspace(self, tx: Tx) -> tuple[Session, Membership | None]:
+        """The session, and the user's membership of its active workspace (None when they
+        left it), read in one statement (for ``workspaces.active_workspace``'s
+        ``known``)."""
         c = self.ctx
-        session = accounts.resolve_session(tx, self.cookie, now=c.now(), settings=c.settings)
-        if session is None:
+        found = accounts.resolve_session_in_workspace(
+            tx, self.cookie, now=c.now(), settings=c.settings
+        )
+        if found is None:
             _refuse(self.request)
         self.request.state.auth_kind = "session"
-        return session
+        return found
 
     def is_touch_due(self, session: Session) -> bool:
         return self.ctx.now() - session.last_seen_at >= accounts.TOUCH_EVERY

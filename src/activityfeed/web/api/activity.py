@@ -150,12 +150,12 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     now = c.now()
     window = timedelta(seconds=c.settings.undo_window_seconds)
     with c.db.read() as tx:
-        session = lookup.within(tx)
+        session, active = lookup.within_workspace(tx)
         params: dict[str, list[str]] = {}
         for name, value in request.query_params.multi_items():
             params.setdefault(name, []).append(value)
         q = parse_activity_query(params, now=now)
-        membership = workspaces.active_workspace(tx, session, q.owner)
+        membership = workspaces.active_workspace(tx, session, q.owner, known=active)
         if not q.is_export:
             page = activity.list_activity(
                 tx,
