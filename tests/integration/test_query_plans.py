@@ -152,6 +152,25 @@ def test_first_page_uses_the_feed_index(db: Database, world: BenchWorld) -> None
     assert any("ix_events_feed" in p for p in found), found
 
 
+def test_a_page_takes_its_keys_from_the_feed_index_and_its_rows_by_key(
+    db: Database, world: BenchWorld
+) -> None:
+    """The page's one statement (``store.events._page_rows``): its keys still come from
+    the feed index alone, LIMIT included, and only those rows are read, by primary key;
+    the watermarks' statement reads the head as one entry of ``ux_events_ord``."""
+    q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=30))
+    with recorded(db) as statements:
+        page_of(db, world, q)
+    [page] = plans(db, [s for s in statements if s[0].startswith("SELECT events.seq, events.id")])
+    assert_no_events_scan(db, [page])
+    by_key = "INTEGER PRIMARY KEY" if db.dialect == "sqlite" else "pk_events"
+    assert by_key in page, page
+    if db.dialect == "postgresql":
+        assert re.search(r"Limit.*\n.*Index Only Scan Backward using ix_events_feed", page), page
+    [marks_and_head] = plans(db, [s for s in statements if "viewer_marks" in s[0]])
+    assert "ux_events_ord" in marks_and_head, marks_and_head
+
+
 def test_cursor_page_uses_the_feed_index(db: Database, world: BenchWorld) -> None:
     q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=366))
     first = page_of(db, world, q)

@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 
 from activityfeed.domain.accounts import Membership, User, Workspace
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
+from activityfeed.domain.query import parse_activity_query
 from activityfeed.domain.workspaces import Role
 from activityfeed.services import activity, workspaces
 from activityfeed.services.events import record_events
+from activityfeed.store import events as event_store
+from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
-from tests.factories import make_team, make_user
+from tests.factories import Browser, make_team, make_user
 
 BATCH = 1000
 
@@ -205,3 +209,83 @@ def test_a_state_change_reaches_the_stream_outbox_in_one_statement(db, clock):
             {"ws": team.id},
         ).all()
     assert [r.prev_seq for r in chain] == [0, chain[0].seq]
+
+
+#: The statements of one first page of ``GET /api/activity`` besides BEGIN and COMMIT
+#: (and the pool's ping on PostgreSQL): the session with its membership, the
+#: watermarks with the head, the page's rows (its keys a subquery), the total with the
+#: unseen count, and the live state of the page's projects, datasets and models. It was
+#: ten, each a round trip to PostgreSQL (docs/performance.md, "Fewer round trips").
+FEED_PAGE_STATEMENTS = 5
+
+
+@pytest.mark.parametrize("triaged", [False, True], ids=["fresh", "triaged"])
+def test_a_feed_page_is_five_statements(app, db, clock, triaged):
+    """A viewer who never triaged, and one with both watermarks set (archive above seen)
+    and exceptions on each side: the same statements, and the same numbers as the
+    standalone counts."""
+    alice = make_user(db, clock)
+    bob = make_user(db, clock)
+    team = make_team(db, clock, alice, [(bob, Role.MEMBER)])
+    ids = fill(db, clock, team, [alice, bob], 100)
+    membership = Membership(workspace=team, role=Role.MEMBER)
+    if triaged:
+        with db.write() as tx:
+            activity.mark_seen(
+                tx, viewer_id=bob.id, membership=membership, event_ids=ids[:40], mark_all=False
+            )
+            activity.archive_events(
+                tx, viewer_id=bob.id, membership=membership, event_ids=None,
+                archive_all=True, archive=True,
+            )  # fmt: skip
+        ids += fill(db, clock, team, [alice, bob], 50)
+        with db.write() as tx:
+            activity.archive_events(
+                tx, viewer_id=bob.id, membership=membership, event_ids=ids[-3:],
+                archive_all=False, archive=True,
+            )  # fmt: skip
+            activity.archive_events(
+                tx, viewer_id=bob.id, membership=membership, event_ids=ids[50:52],
+                archive_all=False, archive=False,
+            )  # fmt: skip
+            activity.mark_seen(
+                tx, viewer_id=bob.id, membership=membership, event_ids=ids[-6:-4], mark_all=False
+            )
+    project = EventDraft(
+        workspace_id=team.id,
+        resource_type=ResourceType.PROJECT,
+        action=Action.CREATED,
+        resource_id="p-1",
+        resource_name="p-1",
+        actor=Actor(id=alice.id, name=alice.name, email=alice.email),
+        source=Source(kind=SourceKind.UI),
+    )
+    with db.write() as tx:
+        record_events(tx, [project], now=clock())
+    browser = Browser(app, bob.email)
+    browser.switch(team.slug)
+
+    with recording(db) as recorder:
+        page = browser.activity()
+
+    # SQLite's BEGIN is a statement of ours (``db._sqlite_on_begin``); PostgreSQL's is
+    # psycopg's own, unseen here.
+    statements = [s for s in recorder.statements if not s.startswith("BEGIN")]
+    assert len(statements) == FEED_PAGE_STATEMENTS, statements
+    assert len(page["events"]) == 20
+    with db.read() as tx:
+        marks = state_store.select_marks(tx, user_id=bob.id, workspace_id=team.id)
+        _, head_ord = event_store.select_head(tx, team.id)
+        q = parse_activity_query({}, now=clock())
+        total = event_store.count_matching(
+            tx, viewer_id=bob.id, workspace_id=team.id, marks=marks, q=q, head_ord=head_ord
+        )
+        unseen = state_store.count_unseen(
+            tx, user_id=bob.id, workspace_id=team.id, marks=marks, head_ord=head_ord
+        )
+        rows = event_store.select_page(
+            tx, viewer_id=bob.id, workspace_id=team.id, marks=marks, q=q, limit=20
+        )
+    assert (page["total"], page["unseenCount"]) == (total, unseen)
+    assert [e["id"] for e in page["events"]] == [r.event.id for r in rows]
+    assert (marks.archived_seq > marks.seen_seq) is triaged

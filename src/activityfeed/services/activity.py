@@ -138,9 +138,8 @@ def list_activity(
     ``page`` counts from 1. ``nextCursor`` is set when more rows follow.
     """
     ws = membership.workspace.id
-    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     # The head once: the page, the total and the unseen count all start from it.
-    _, head_ord = event_store.select_head(tx, ws)
+    marks, (_, head_ord) = state_store.select_marks_and_head(tx, user_id=viewer_id, workspace_id=ws)
     offset = 0 if q.cursor else q.offset
     rows = event_store.select_page(
         tx,
@@ -160,11 +159,8 @@ def list_activity(
         if has_more and rows
         else None
     )
-    total = event_store.count_matching(
+    total, unseen = state_store.count_total_and_unseen(
         tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q, head_ord=head_ord
-    )
-    unseen = state_store.count_unseen(
-        tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
     return ActivityPage(
         events=build_views(

@@ -177,10 +177,14 @@ def unseen_count(tx: Tx, *, user_id: str, workspace_id: str) -> int:
     reading the head and counting; a read transaction reads one snapshot anyway. The
     viewer's lock (``select_marks``) comes first, the order every state change uses.
     """
-    marks = state_store.select_marks(tx, user_id=user_id, workspace_id=workspace_id)
     if tx.is_write:
+        marks = state_store.select_marks(tx, user_id=user_id, workspace_id=workspace_id)
         store.lock_workspace(tx, workspace_id, exclusive=False)
-    _, head_ord = event_store.select_head(tx, workspace_id)
+        _, head_ord = event_store.select_head(tx, workspace_id)
+    else:
+        marks, (_, head_ord) = state_store.select_marks_and_head(
+            tx, user_id=user_id, workspace_id=workspace_id
+        )
     return state_store.count_unseen(
         tx, user_id=user_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
     )

@@ -99,7 +99,9 @@ def newest_first_in_workspace() -> ColumnElement[Any]:
     return events.c.ws_ord.desc()
 
 
-_HEAD = (
+#: The head read (``select_head``); ``states.select_marks_and_head`` reads it beside the
+#: viewer's watermarks.
+HEAD = (
     select(events.c.seq, events.c.ws_ord)
     .where(events.c.workspace_id == bindparam("ws"))
     .order_by(newest_first_in_workspace())
@@ -109,7 +111,7 @@ _HEAD = (
 
 def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     """The newest event's (seq, ws_ord) in the workspace, or (0, 0) when it has none."""
-    row = tx.conn.execute(_HEAD, {"ws": workspace_id}).first()
+    row = tx.conn.execute(HEAD, {"ws": workspace_id}).first()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
@@ -669,7 +671,8 @@ def _row_event(r: Any) -> Event:
 
 @cache
 def _viewer_rows(by: str) -> Select[Any]:
-    """Events with the viewer's seen/archived state, by ``seq`` (a page) or by ``id``."""
+    """Events with the viewer's seen/archived state, by ``seq`` (a page), by ``id``, or
+    (``page``) without a condition yet."""
     es = event_states.c
     stmt = select(
         *_ROW_COLUMNS,
@@ -680,6 +683,8 @@ def _viewer_rows(by: str) -> Select[Any]:
             event_states, and_(es.user_id == _p("viewer"), es.event_seq == events.c.seq)
         )
     )
+    if by == "page":
+        return stmt  # ``_page_rows`` adds the keys
     if by == "seq":
         return stmt.where(events.c.seq.in_(_p("seqs", expanding=True))).order_by(*_ORDER)
     # ``|| ''``: SQLite would otherwise seek the workspace in ``ux_events_ord`` and test
@@ -690,6 +695,15 @@ def _viewer_rows(by: str) -> Select[Any]:
         _may_see(),
         events.c.id.in_(_p("ids", expanding=True)),
     )
+
+
+@cache
+def _page_rows(shape: _Shape, *, has_after: bool, has_offset: bool) -> Select[Any]:
+    """``_page_keys`` and ``_viewer_rows`` in one statement: the page's ``seq`` values, still
+    from the feed index alone (a subquery with its LIMIT and OFFSET), then those rows
+    by primary key."""
+    keys = _page_keys(shape, has_after=has_after, has_offset=has_offset).scalar_subquery()
+    return _viewer_rows("page").where(events.c.seq.in_(keys)).order_by(*_ORDER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,6 +756,10 @@ def select_page(
     if after is not None:
         params["after_created"] = after.created_at
         params["after_seq"] = after.seq
+    if matched is None:
+        # One round trip: the keys' statement as a subquery of the rows'.
+        page = _page_rows(shape, has_after=after is not None, has_offset=bool(offset))
+        return _rows(tx, page, params)
     page_seqs = [int(s) for s in tx.conn.execute(keys, params).scalars()]
     if not page_seqs:
         return []
@@ -891,6 +909,26 @@ def _fast_total(
     archive watermark A (counted directly on whichever side of A is small), less the
     exceptions archived above A, plus those restored at or below A, that lie in range.
     """
+    stmt = _fast_total_statement(params, marks=marks, q=q, head_ord=head_ord)
+    return None if stmt is None else int(tx.conn.execute(stmt, params).scalar_one())
+
+
+def total_statement(
+    *, viewer_id: str, workspace_id: str, marks: Watermarks, q: ActivityQuery, head_ord: int
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The one statement that counts ``count_matching``'s total (its first column), with
+    its parameters, for callers that count more beside it; None when the query needs
+    ``count_matching`` itself (a text search, or a large Inbox on both sides of A).
+    The statement is built once per shape: callers may key their own caches on it."""
+    params = feed_params(viewer_id, workspace_id, marks, q)
+    stmt = _fast_total_statement(params, marks=marks, q=q, head_ord=head_ord)
+    return None if stmt is None else (stmt, params)
+
+
+def _fast_total_statement(
+    params: dict[str, Any], *, marks: Watermarks, q: ActivityQuery, head_ord: int
+) -> Select[Any] | None:
+    """``_fast_total``'s statement (its day-bound parameters added to ``params``)."""
     if q.search:
         return None
     side = "all" if marks.archived_seq == 0 else _small_side(marks, head_ord)
@@ -919,7 +957,7 @@ def _fast_total(
         edge_start=start is not None and first != start,
         edge_end=end is not None and last != end,
     )
-    return int(tx.conn.execute(_total_statement(shape), params).scalar_one())
+    return _total_statement(shape)
 
 
 def count_matching(

@@ -12,14 +12,36 @@ See ``activityfeed.domain.state`` for the rule. Invariants kept here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
+from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.state import Watermarks
 from activityfeed.store.db import Tx
-from activityfeed.store.events import count_private_of_others_above
-from activityfeed.store.schema import event_states, viewer_marks
+from activityfeed.store.events import (
+    HEAD,
+    count_matching,
+    count_private_of_others_above,
+    select_head,
+    total_statement,
+)
+from activityfeed.store.schema import event_states, events, viewer_marks
 
 
 def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
@@ -40,6 +62,27 @@ def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
     return Watermarks(seen_seq=row[0], seen_ord=row[1], archived_seq=row[2], archived_ord=row[3])
 
 
+def select_marks_and_head(
+    tx: Tx, *, user_id: str, workspace_id: str
+) -> tuple[Watermarks, tuple[int, int]]:
+    """``select_marks`` and ``events.select_head`` (the newest event's seq and ws_ord),
+    in one statement in a read transaction. A write transaction takes the viewer's
+    lock first (``select_marks``), so it reads them one after the other."""
+    if tx.is_write:
+        return (
+            select_marks(tx, user_id=user_id, workspace_id=workspace_id),
+            select_head(tx, workspace_id),
+        )
+    row = tx.conn.execute(_MARKS_AND_HEAD, {"user": user_id, "ws": workspace_id}).one()
+    marks = (
+        Watermarks(seen_seq=row[0], seen_ord=row[1], archived_seq=row[2], archived_ord=row[3])
+        if row[0] is not None
+        else Watermarks()
+    )
+    head = (int(row[4]), int(row[5])) if row[4] is not None else (0, 0)
+    return marks, head
+
+
 # The read path's statements are built once, with named parameters (see store/events.py).
 _MARKS = select(
     viewer_marks.c.seen_seq,
@@ -47,6 +90,22 @@ _MARKS = select(
     viewer_marks.c.archived_seq,
     viewer_marks.c.archived_ord,
 ).where(viewer_marks.c.user_id == bindparam("user"), viewer_marks.c.workspace_id == bindparam("ws"))
+
+
+_HEAD_ROW = HEAD.subquery("head")
+_ONE = select(literal(1).label("one")).subquery("one")
+# One row whatever exists: the viewer's marks (NULLs when they have none yet) beside the
+# head (NULLs in an empty workspace). The head keeps its own plan: one entry of
+# ``ux_events_ord``, read once (it does not depend on the marks).
+_MARKS_AND_HEAD = select(*_MARKS.selected_columns, _HEAD_ROW.c.seq, _HEAD_ROW.c.ws_ord).select_from(
+    _ONE.outerjoin(
+        viewer_marks,
+        and_(
+            viewer_marks.c.user_id == bindparam("user"),
+            viewer_marks.c.workspace_id == bindparam("ws"),
+        ),
+    ).outerjoin(_HEAD_ROW, true())
+)
 
 
 def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) -> None:
@@ -154,21 +213,10 @@ def _delete_empty(tx: Tx, user_id: str, workspace_id: str) -> None:
 
 
 _es = event_states.c
-#: The viewer's exceptions counted by ``count_unseen`` and ``count_inbox``, by what they
-#: say; parameters ``user``, ``ws``, ``lo`` (exclusive) and/or ``hi`` (inclusive) seq.
+#: The viewer's exceptions counted by ``count_inbox``, by what they say (``==`` on the
+#: columns is SQL, not Python truthiness); parameters ``user``, ``ws``, ``lo``
+#: (exclusive) and/or ``hi`` (inclusive) seq.
 _EXCEPTION_COUNTS = {
-    # Restored (unarchived) and not seen, between the seen and the archive watermark.
-    "restored_unseen": (
-        _es.event_seq > bindparam("lo"),
-        _es.event_seq <= bindparam("hi"),
-        _es.is_archived == False,  # noqa: E712  (SQL comparison, not Python truthiness)
-        or_(_es.is_seen.is_(None), _es.is_seen == False),  # noqa: E712
-    ),
-    # Seen or archived one by one above a watermark.
-    "hidden_above": (
-        _es.event_seq > bindparam("lo"),
-        or_(_es.is_seen == True, _es.is_archived == True),  # noqa: E712
-    ),
     "archived_above": (_es.event_seq > bindparam("lo"), _es.is_archived == True),  # noqa: E712
     "restored_below": (_es.event_seq <= bindparam("hi"), _es.is_archived == False),  # noqa: E712
 }
@@ -194,6 +242,81 @@ def count_visible_above(
     )
 
 
+def _unseen_upper(marks: Watermarks) -> tuple[int, int]:
+    """The higher watermark's (seq, ord): every unseen event in the Inbox above it is
+    visible and not hidden by an exception."""
+    if marks.archived_seq <= marks.seen_seq:
+        return marks.seen_seq, marks.seen_ord
+    return marks.archived_seq, marks.archived_ord
+
+
+@cache
+def _unseen_parts(*, middle: bool) -> tuple[ColumnElement[Any], ...]:
+    """``count_unseen``'s counts as scalar subqueries, in the order ``_unseen_from`` reads
+    them; parameters ``viewer``, ``ws``, ``upper`` (the higher watermark's seq) and, with
+    ``middle``, ``s`` and ``a`` (the feed's names, so they share a statement with it)."""
+    ev = events.c
+    upper: BindParameter[Any] = bindparam("upper")
+    mine = (_es.user_id == bindparam("viewer"), _es.workspace_id == bindparam("ws"))
+    private_of_others = (
+        select(func.count())
+        .select_from(events)
+        .where(
+            ev.workspace_id == bindparam("ws"),
+            ev.private_to.is_not(None),
+            ev.private_to != bindparam("viewer"),
+            ev.seq > upper,
+        )
+    )
+    hidden = (
+        select(func.count())
+        .select_from(event_states)
+        .where(
+            *mine,
+            _es.event_seq > upper,
+            or_(_es.is_seen == True, _es.is_archived == True),  # noqa: E712
+        )
+    )
+    parts = [private_of_others.scalar_subquery(), hidden.scalar_subquery()]
+    if middle:
+        restored_unseen = (
+            select(func.count())
+            .select_from(event_states)
+            .where(
+                *mine,
+                _es.event_seq > bindparam("s"),
+                _es.event_seq <= bindparam("a"),
+                _es.is_archived == False,  # noqa: E712
+                or_(_es.is_seen.is_(None), _es.is_seen == False),  # noqa: E712
+            )
+        )
+        parts.append(restored_unseen.scalar_subquery())
+    return tuple(parts)
+
+
+@cache
+def _unseen_statement(*, middle: bool) -> Select[Any]:
+    return select(*_unseen_parts(middle=middle))
+
+
+def _unseen_params(user_id: str, workspace_id: str, marks: Watermarks) -> dict[str, Any]:
+    return {
+        "viewer": user_id,
+        "ws": workspace_id,
+        "upper": _unseen_upper(marks)[0],
+        "s": marks.seen_seq,
+        "a": marks.archived_seq,
+    }
+
+
+def _unseen_from(counts: Sequence[Any], marks: Watermarks, head_ord: int) -> int:
+    """The unseen count from ``_unseen_parts``' values."""
+    private_of_others, hidden = int(counts[0]), int(counts[1])
+    middle = int(counts[2]) if len(counts) > 2 else 0
+    above = (head_ord - _unseen_upper(marks)[1]) - private_of_others
+    return middle + above - hidden
+
+
 def count_unseen(
     tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
 ) -> int:
@@ -203,29 +326,47 @@ def count_unseen(
     watermark A archives nothing, so the count is the visible events there less the
     exceptions that make one seen or archived. Between S and A (when A is higher)
     events are archived unless restored, so only restored-and-unseen exceptions count.
+    One statement.
     """
-    if marks.archived_seq <= marks.seen_seq:
-        upper_seq, upper_ord, middle = marks.seen_seq, marks.seen_ord, 0
-    else:
-        upper_seq, upper_ord = marks.archived_seq, marks.archived_ord
-        middle = _exception_count(
-            tx,
-            "restored_unseen",
-            user_id,
-            workspace_id,
-            lo=marks.seen_seq,
-            hi=marks.archived_seq,
-        )
-    above = count_visible_above(
-        tx,
-        user_id=user_id,
-        workspace_id=workspace_id,
-        head_ord=head_ord,
-        seq=upper_seq,
-        ord_=upper_ord,
+    stmt = _unseen_statement(middle=marks.archived_seq > marks.seen_seq)
+    counts = tx.conn.execute(stmt, _unseen_params(user_id, workspace_id, marks)).one()
+    return _unseen_from(counts, marks, head_ord)
+
+
+def count_total_and_unseen(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    head_ord: int,
+) -> tuple[int, int]:
+    """``count_matching``'s total of the query and ``count_unseen``, the same numbers, in
+    one statement when the total is one (no text search: ``total_statement``)."""
+    found = total_statement(
+        viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
     )
-    hidden = _exception_count(tx, "hidden_above", user_id, workspace_id, lo=upper_seq)
-    return middle + above - hidden
+    if found is None:
+        total = count_matching(
+            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
+        )
+        unseen = count_unseen(
+            tx, user_id=viewer_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
+        )
+        return total, unseen
+    stmt, params = found
+    params |= _unseen_params(viewer_id, workspace_id, marks)
+    both = _total_with_unseen(stmt, middle=marks.archived_seq > marks.seen_seq)
+    row = tx.conn.execute(both, params).one()
+    return int(row[0]), _unseen_from(row[1:], marks, head_ord)
+
+
+@cache
+def _total_with_unseen(total: Select[Any], *, middle: bool) -> Select[Any]:
+    # ``total`` is one of the feed's statements built once per shape (kept by
+    # ``events``), so this holds one statement per shape too.
+    return total.add_columns(*_unseen_parts(middle=middle))
 
 
 def count_inbox(
