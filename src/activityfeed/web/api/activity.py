@@ -15,7 +15,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from activityfeed.domain.accounts import Session
+from activityfeed.domain.accounts import Membership, Session
 from activityfeed.domain.events import Action, ResourceType
 from activityfeed.domain.query import (
     DEFAULT_LIMIT,
@@ -23,10 +23,12 @@ from activityfeed.domain.query import (
     MAX_PAGE,
     MAX_SEARCH,
     TRUE_VALUES,
+    ActivityQuery,
     parse_activity_query,
 )
 from activityfeed.errors import InvalidRequest
 from activityfeed.services import activity, workspaces
+from activityfeed.store.db import Tx
 from activityfeed.web import auth_policy
 from activityfeed.web.deps import Ctx, SessionLookup, ctx, session_auth, session_in_handler
 from activityfeed.web.openapi import success
@@ -149,23 +151,29 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     c = ctx(request)
     now = c.now()
     window = timedelta(seconds=c.settings.undo_window_seconds)
-    with c.db.read() as tx:
+
+    def read(tx: Tx) -> tuple[Session, ActivityQuery, Membership, activity.ActivityPage | None]:
         session, active = lookup.within_workspace(tx)
         params: dict[str, list[str]] = {}
         for name, value in request.query_params.multi_items():
             params.setdefault(name, []).append(value)
         q = parse_activity_query(params, now=now)
         membership = workspaces.active_workspace(tx, session, q.owner, known=active)
-        if not q.is_export:
-            page = activity.list_activity(
-                tx,
-                viewer_id=session.user.id,
-                membership=membership,
-                q=q,
-                now=now,
-                undo_window=window,
-            )
-    if not q.is_export:
+        if q.is_export:
+            return session, q, membership, None
+        page = activity.list_activity(
+            tx,
+            viewer_id=session.user.id,
+            membership=membership,
+            q=q,
+            now=now,
+            undo_window=window,
+        )
+        return session, q, membership, page
+
+    # Without the pool's ping: a page on a connection the server dropped is read again.
+    session, q, membership, page = c.db.read_retrying(read)
+    if page is not None:
         body = {
             "events": [event_public(v) for v in page.events],
             "page": page.page,
