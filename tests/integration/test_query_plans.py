@@ -156,8 +156,9 @@ def test_a_page_takes_its_keys_from_the_feed_index_and_its_rows_by_key(
     db: Database, world: BenchWorld
 ) -> None:
     """The page's one statement (``store.events._page_rows``): its keys still come from
-    the feed index alone, LIMIT included, and only those rows are read, by primary key;
-    the watermarks' statement reads the head as one entry of ``ux_events_ord``."""
+    the feed index alone, LIMIT included, and only those rows are read, by primary key,
+    with their resources' state; the watermarks' statement reads the head as one entry
+    of ``ux_events_ord``."""
     q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=30))
     with recorded(db) as statements:
         page_of(db, world, q)
@@ -165,6 +166,9 @@ def test_a_page_takes_its_keys_from_the_feed_index_and_its_rows_by_key(
     assert_no_events_scan(db, [page])
     by_key = "INTEGER PRIMARY KEY" if db.dialect == "sqlite" else "pk_events"
     assert by_key in page, page
+    # Each row's resource (its state in Trash) is looked up by index, never scanned for.
+    assert "resources" in page, page
+    assert not re.search(r"Seq Scan on resources|SCAN resources", page), page
     if db.dialect == "postgresql":
         assert re.search(r"Limit.*\n.*Index Only Scan Backward using ix_events_feed", page), page
     [marks_and_head] = plans(db, [s for s in statements if "viewer_marks" in s[0]])

@@ -207,6 +207,17 @@ class ResourceState:
     def deleted(cls, deleted_at: datetime) -> ResourceState:
         return cls(status=ResourceStatus.DELETED, deleted_at=deleted_at)
 
+    @classmethod
+    def of(
+        cls, *, deleted_at: datetime | None, purge_after: datetime | None
+    ) -> ResourceState | None:
+        """What an event of a resource with these columns shows; None while it is active."""
+        if deleted_at is not None:
+            return cls.deleted(deleted_at)
+        if purge_after is not None:
+            return cls.trashed(purge_after)
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class EventView:

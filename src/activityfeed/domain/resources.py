@@ -75,11 +75,7 @@ class Resource:
     @property
     def state(self) -> ResourceState | None:
         """What an event of this resource shows about it now; None while it is active."""
-        if self.deleted_at is not None:
-            return ResourceState.deleted(self.deleted_at)
-        if self.purge_after is not None:
-            return ResourceState.trashed(self.purge_after)
-        return None
+        return ResourceState.of(deleted_at=self.deleted_at, purge_after=self.purge_after)
 
     def check_active(self) -> None:
         """Raise ``Conflict`` (``in_trash``) unless the resource is out of Trash."""

@@ -87,12 +87,22 @@ def build_views(
     views = [
         _view(r, viewer_id=viewer_id, now=now, undo_window=undo_window, undone=undone) for r in rows
     ]
-    return _with_resource_states(tx, workspace_id, views)
+    return _with_resource_states(tx, workspace_id, rows, views)
 
 
-def _with_resource_states(tx: Tx, workspace_id: str, views: list[EventView]) -> list[EventView]:
-    """Mark the rows whose project, dataset or model is in Trash or deleted (one query)."""
-    states = resource_states(tx, workspace_id=workspace_id, events=[v.event for v in views])
+def _with_resource_states(
+    tx: Tx, workspace_id: str, rows: Sequence[event_store.Row], views: list[EventView]
+) -> list[EventView]:
+    """Mark the rows whose project, dataset or model is in Trash or deleted: as read with
+    the rows (the feed's and the export's), else with one query."""
+    if all(r.has_resource_state for r in rows):
+        states = {
+            (r.event.resource_type.value, r.event.resource_id): r.resource_state
+            for r in rows
+            if r.resource_state is not None
+        }
+    else:
+        states = resource_states(tx, workspace_id=workspace_id, events=[v.event for v in views])
     if not states:
         return views
     out = []

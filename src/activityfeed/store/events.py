@@ -38,6 +38,7 @@ from activityfeed.domain.events import (
     Actor,
     Event,
     EventDraft,
+    ResourceState,
     ResourceType,
     Source,
     SourceKind,
@@ -46,7 +47,7 @@ from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import Watermarks
 from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
-from activityfeed.store.schema import event_day_counts, event_states, events
+from activityfeed.store.schema import event_day_counts, event_states, events, resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,13 +675,28 @@ def _viewer_rows(by: str) -> Select[Any]:
     """Events with the viewer's seen/archived state, by ``seq`` (a page), by ``id``, or
     (``page``) without a condition yet."""
     es = event_states.c
+    rs = resources.c
     stmt = select(
         *_ROW_COLUMNS,
         func.coalesce(es.is_seen, events.c.seq <= _p("s")),
         func.coalesce(es.is_archived, events.c.seq <= _p("a")),
+        rs.deleted_at,
+        rs.purge_after,
     ).select_from(
         events.outerjoin(
             event_states, and_(es.user_id == _p("viewer"), es.event_seq == events.c.seq)
+        )
+        # The live state of the row's project, dataset or model, when it is in Trash or
+        # deleted (``resources.kind`` spells the event's type): one primary-key look-up
+        # per row instead of a statement of its own.
+        .outerjoin(
+            resources,
+            and_(
+                rs.id == events.c.resource_id,
+                rs.kind == events.c.resource_type,
+                rs.workspace_id == events.c.workspace_id,
+                or_(rs.trashed_at.is_not(None), rs.deleted_at.is_not(None)),
+            ),
         )
     )
     if by == "page":
@@ -713,12 +729,27 @@ class Row:
     event: Event
     is_seen: bool
     is_archived: bool
+    #: Whether ``resource_state`` was read with the row (else the caller looks it up).
+    has_resource_state: bool = False
+    #: The state of the event's project, dataset or model, when in Trash or deleted.
+    resource_state: ResourceState | None = None
 
 
 def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
     n = len(_ROW_COLUMNS)
+    state_of = ResourceState.of
     return [
-        Row(event=_row_event(r), is_seen=bool(r[n]), is_archived=bool(r[n + 1]))
+        Row(
+            event=_row_event(r),
+            is_seen=bool(r[n]),
+            is_archived=bool(r[n + 1]),
+            has_resource_state=True,
+            resource_state=(
+                state_of(deleted_at=r[n + 2], purge_after=r[n + 3])
+                if r[n + 2] is not None or r[n + 3] is not None
+                else None
+            ),
+        )
         for r in tx.conn.execute(stmt, params)
     ]
 
