@@ -744,11 +744,7 @@ def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
             is_seen=bool(r[n]),
             is_archived=bool(r[n + 1]),
             has_resource_state=True,
-            resource_state=(
-                state_of(deleted_at=r[n + 2], purge_after=r[n + 3])
-                if r[n + 2] is not None or r[n + 3] is not None
-                else None
-            ),
+            resource_state=state_of(deleted_at=r[n + 2], purge_after=r[n + 3]),
         )
         for r in tx.conn.execute(stmt, params)
     ]
