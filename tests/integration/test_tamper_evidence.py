@@ -13,6 +13,7 @@ the clean-history check with 1,000,000 events instead of 100,000.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -97,7 +98,12 @@ def history(db: Database, clock) -> History:
         with db.write() as tx:
             drafts = [_draft(team.id, i + k, actor) for k in range(size)]
             record_events(tx, drafts, now=clock())
-            record_events(tx, [_draft(other.id, i, actor)], now=clock())
+            # Its own idempotency keys: a row moved here by ``edit_field`` must not
+            # collide with one of them (a unique index would refuse the move).
+            elsewhere = _draft(other.id, i, actor)
+            if elsewhere.idempotency_key is not None:
+                elsewhere = dataclasses.replace(elsewhere, idempotency_key=f"other-{i}")
+            record_events(tx, [elsewhere], now=clock())
         i += size
         clock.advance(seconds=1)
     with db.read() as tx:
