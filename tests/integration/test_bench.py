@@ -48,7 +48,14 @@ def test_bench_reports_every_operation(database_url: str, tmp_path: Path) -> Non
     for name, s in ops.items():
         assert s["reps"] >= 2, name
         assert 0 <= s["min_ms"] <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], name
-    for name in ("ingest_service", "ingest_floor", "ingest_http", "export", "mark_1000_seen"):
+    for name in (
+        "ingest_service",
+        "ingest_floor",
+        "ingest_http",
+        "ingest_http_parallel",
+        "export",
+        "mark_1000_seen",
+    ):
         assert ops[name]["per_s"] > 0, name
     assert ops["ingest_service"]["floor_ratio"] > 0
     assert ops["inbox_first_page"]["total"] > 0

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import platform
+import queue
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -62,6 +64,7 @@ OPERATIONS = (
     "ingest_service",
     "ingest_floor",
     "ingest_http",
+    "ingest_http_parallel",
     "inbox_first_page",
     "page_500",
     "cursor_500",
@@ -645,20 +648,48 @@ def _session(base: str, slug: str) -> dict[str, str]:
         return dict(c.cookies.items())
 
 
-def run_http_ingest(ctx: Ctx, base: str, secret: str, batches: int) -> None:
-    plan = _ingest_batches(ctx, batches)
+def run_http_ingest(ctx: Ctx, base: str, secret: str, batches: int, *, clients: int) -> None:
+    """``POST /api/events`` with batches of 1000: one producer at a time
+    (``ingest_http``: each batch's latency, events/s from their mean), then ``clients``
+    producers at once (``ingest_http_parallel``: events/s over the wall time, what the
+    server takes in while one worker parses a batch and the other writes). Bodies are
+    encoded beforehand: a producer's own JSON encoding is not the server's time."""
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    bodies = [json.dumps({"events": b}).encode() for b in _ingest_batches(ctx, batches)]
     with httpx.Client(base_url=base, timeout=120) as c:
-        todo = iter(plan)
+        todo = iter(bodies)
 
         def send() -> None:
-            r = c.post(
-                "/api/events",
-                json={"events": next(todo)},
-                headers={"Authorization": f"Bearer {secret}"},
-            )
-            r.raise_for_status()
+            c.post("/api/events", content=next(todo), headers=headers).raise_for_status()
 
-        ctx.add(_timed("ingest_http", send, reps=len(plan), budget_s=1e9, items=BATCH))
+        ctx.add(_timed("ingest_http", send, reps=len(bodies), budget_s=1e9, items=BATCH))
+
+    result = Result("ingest_http_parallel")
+    producers = [httpx.Client(base_url=base, timeout=120) for _ in range(clients)]
+    idle: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+    for producer in producers:
+        idle.put(producer)
+
+    def post(body: bytes) -> None:
+        producer = idle.get()
+        try:
+            t0 = time.perf_counter()
+            producer.post("/api/events", content=body, headers=headers).raise_for_status()
+            result.samples_ms.append((time.perf_counter() - t0) * 1000)
+        finally:
+            idle.put(producer)
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            for done in [pool.submit(post, body) for body in bodies]:
+                done.result()
+    finally:
+        for producer in producers:
+            producer.close()
+    wall = time.perf_counter() - started
+    result.extra |= {"per_s": round(len(bodies) * BATCH / wall, 1), "clients": clients}
+    ctx.add(result)
 
 
 async def _activity_load(
@@ -912,6 +943,9 @@ def bench(
     reps: int = typer.Option(200, "--reps", min=5, help="Repetitions per read operation."),
     budget: float = typer.Option(20.0, "--budget", help="Seconds at most per operation."),
     ingest_batches: int = typer.Option(20, "--ingest-batches", min=1),
+    ingest_clients: int = typer.Option(
+        4, "--ingest-clients", min=1, help="Producers at once for ingest_http_parallel."
+    ),
     http_seconds: float = typer.Option(10.0, "--http-seconds", min=0.5),
     http_clients: int = typer.Option(16, "--http-clients", min=1),
     load_client: str = typer.Option(
@@ -997,7 +1031,7 @@ def bench(
                 if "ingest" not in skip:
                     assert secret is not None
                     console.print("[dim]measuring HTTP ingest…[/dim]")
-                    run_http_ingest(ctx, base, secret, ingest_batches)
+                    run_http_ingest(ctx, base, secret, ingest_batches, clients=ingest_clients)
                 if "http" not in skip:
                     console.print("[dim]measuring GET /api/activity under load…[/dim]")
                     run_http_activity(
