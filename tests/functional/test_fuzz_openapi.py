@@ -218,6 +218,13 @@ def _fuzz(
     run()
 
 
+def _session_cookie(headers: Any) -> str:
+    """The ``af_session`` value a response sets (schemathesis: header -> list of values)."""
+    lines = next((v for k, v in headers.items() if k.lower() == "set-cookie"), [])
+    found = [line.split(";", 1)[0].split("=", 1) for line in lines]
+    return next(value for name, value in found if name == "af_session")
+
+
 def _headers(op: Any, known: dict[str, list[str]]) -> dict[str, str]:
     headers = {"X-CSRF-Token": known["csrf"][0]}
     if op.path == "/api/events":
@@ -248,6 +255,9 @@ def test_every_operation_answers_as_documented(fuzz_app, backend):
                 # Each is valid: a refusal would leave the success body unchecked.
                 if answer.status_code >= 300:
                     failures.append(f"{where}: {answer.status_code} {answer.text}")
+                elif (op.method.upper(), op.path) == ("POST", "/api/auth/password"):
+                    # A password change rotates the session's id: go on with the new one.
+                    known["cookie"][0] = _session_cookie(answer.headers)
     for op in operations:
         headers = _headers(op, known)
         raw = op.definition.raw
