@@ -18,13 +18,15 @@ def _user(row: Any) -> User:
     return User(id=row.id, email=row.email, name=row.name, created_at=row.created_at)
 
 
-def _workspace(row: Any) -> Workspace:
+def _workspace(row: Any, prefix: str = "") -> Workspace:
+    """The workspace in ``row``'s columns (named ``prefix`` + field, when the row joins
+    it to a table with columns of the same names)."""
     return Workspace(
-        id=row.id,
-        slug=row.slug,
-        name=row.name,
-        is_personal=row.is_personal,
-        created_at=row.created_at,
+        id=getattr(row, prefix + "id"),
+        slug=getattr(row, prefix + "slug"),
+        name=getattr(row, prefix + "name"),
+        is_personal=getattr(row, prefix + "is_personal"),
+        created_at=getattr(row, prefix + "created_at"),
     )
 
 
@@ -286,16 +288,7 @@ def select_live_session_in_workspace(
     if row is None:
         return None
     membership = (
-        Membership(
-            workspace=Workspace(
-                id=row.ws_id,
-                slug=row.ws_slug,
-                name=row.ws_name,
-                is_personal=row.ws_is_personal,
-                created_at=row.ws_created_at,
-            ),
-            role=Role(row.role),
-        )
+        Membership(workspace=_workspace(row, "ws_"), role=Role(row.role))
         if row.ws_id is not None
         else None
     )
