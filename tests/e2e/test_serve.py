@@ -157,3 +157,104 @@ def test_serve_upgrades_and_answers(database_url, workers):
         feed = http.get("/api/activity").json()
         assert feed["events"][0]["description"] == "Exported model yolo11n"
         assert http.get("/activity").status_code == 200
+
+
+def _established_by_process(pids: list[str], port: int) -> dict[str, int]:
+    """How many established TCP connections to ``port`` each process holds (from /proc:
+    the sockets' inodes in /proc/net/tcp, their owners by the processes' descriptors)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    held: dict[str, int] = {}
+    for pid in pids:
+        links = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                links.append(os.readlink(fd))
+        held[pid] = sum(1 for link in links if link[len("socket:[") : -1] in inodes)
+    return held
+
+
+def test_both_workers_take_connections_that_arrive_together(database_url):
+    """Sixteen keep-alive connections opened at once (as a proxy's pool or a load
+    generator opens them) are spread over both workers: with one shared listening socket
+    the first worker to wake accepted them all and the other idled."""
+    import socket
+
+    with server_process(database_url, workers=2) as running:
+        port = int(running.base.rsplit(":", 1)[1])
+        children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
+        workers = [
+            pid
+            for pid in children.read_text().split()
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2, workers
+        # The burst arrives while both workers are paused, as it does while they are
+        # busy: the connections queue, and the workers find them when they wake.
+        for pid in workers:
+            os.kill(int(pid), signal.SIGSTOP)
+        try:
+            conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        finally:
+            for pid in workers:
+                os.kill(int(pid), signal.SIGCONT)
+        try:
+            for conn in conns:
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            for conn in conns:
+                conn.settimeout(10)
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            held = _established_by_process(workers, port)
+        finally:
+            for conn in conns:
+                conn.close()
+    assert sum(held.values()) == 16, held
+    assert min(held.values()) >= 1, held
+
+
+def test_a_dead_workers_connections_wait_for_its_replacement(database_url):
+    """Each worker's listening socket outlives it (the supervisor holds it): connections
+    the kernel hands to a worker that just died queue until its replacement serves them,
+    rather than being refused or lost."""
+    with server_process(database_url, workers=2) as running:
+        children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
+
+        def workers() -> list[str]:
+            return [
+                pid
+                for pid in children.read_text().split()
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+
+        first = workers()
+        os.kill(int(first[0]), signal.SIGKILL)
+        # Sixteen fresh connections: about half hash to the dead worker's socket.
+        statuses = []
+        for _ in range(16):
+            with httpx.Client(base_url=running.base, timeout=60) as http:
+                statuses.append(http.get("/healthz").status_code)
+        assert statuses == [200] * 16
+        now = workers()
+        assert len(now) == 2
+        assert first[0] not in now
+        assert first[1] in now
+
+
+def test_a_second_server_on_a_taken_port_stops_with_a_reason(database_url):
+    """SO_REUSEPORT would let a second ``serve`` on the same port silently take half the
+    connections; it refuses to start instead."""
+    with server_process(database_url, workers=2) as running:
+        port = running.base.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [str(BIN), "serve", "--port", port, "--workers", "2", "--database-url", database_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in second.stdout

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
+import socket
+from typing import Any
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from activityfeed.cli.common import DatabaseUrl, console, settings_for
 from activityfeed.store import migrate
+
+logger = logging.getLogger("uvicorn.error")
 
 #: How long uvicorn's supervisor waits for a worker to answer its health check before it
 #: kills the worker (SIGKILL) and starts another. Uvicorn's default, 5 s, is shorter than
@@ -41,25 +48,158 @@ def limit_malloc_arenas() -> None:
         pass
 
 
+#: The app factory each worker imports (workers are spawned, not forked).
+APP = "activityfeed.web.app:app_from_env"
+
+
 def run_server(database_url: str, host: str, port: int, workers: int) -> None:
     """Upgrade the schema, then serve with uvicorn (each worker builds its own app)."""
     migrate.upgrade(database_url)
     # Workers are separate processes: they read their settings from the environment.
     os.environ["ACTIVITYFEED_DATABASE_URL"] = database_url
     limit_malloc_arenas()
-    uvicorn.run(
-        "activityfeed.web.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        log_level="warning",
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "proxy_headers": True,
+        "log_level": "warning",
         # Live streams never end by themselves: on shutdown, give them this long, then
         # close them (the browsers reconnect elsewhere and resume by Last-Event-ID).
-        timeout_graceful_shutdown=5,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-    )
+        "timeout_graceful_shutdown": 5,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
+    }
+    if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        # One worker serves in this process. Without SO_REUSEPORT (not Linux or a BSD)
+        # the workers share uvicorn's one socket, unevenly (see BalancedWorkers).
+        uvicorn.run(APP, **options)
+        return
+    config = uvicorn.Config(APP, **options)
+    listeners = bind_listeners(host, port, workers)
+    try:
+        BalancedWorkers(config, listeners).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one address, joined by SO_REUSEPORT, so that the
+    kernel hands each new connection to one of them (by a hash of its addresses). Port 0
+    means the first free port, shared by all. Exits with a clear message when the port is
+    taken, including by another ``serve``: the probe binds without SO_REUSEPORT, which
+    no socket in another group can share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            console.print(f"[red]Cannot listen on {host}:{port}: {exc.strerror}.[/red]")
+            raise typer.Exit(1) from exc
+        port = probe.getsockname()[1]
+    return [reuseport_listener(host, port) for _ in range(count)]
+
+
+def reuseport_listener(host: str, port: int) -> socket.socket:
+    """One listening socket of the SO_REUSEPORT group on ``host:port``."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    # Listening now, not in the worker: connections that arrive while a worker starts
+    # (or restarts) wait in its socket's queue instead of being refused.
+    listener.listen(LISTEN_BACKLOG)
+    listener.set_inheritable(True)
+    return listener
+
+
+LISTEN_BACKLOG = 2048  # uvicorn's default
+
+
+class BalancedWorkers(Multiprocess):
+    """Uvicorn's supervisor (health checks, restarts, signals, graceful stops), but each
+    worker accepts from a listening socket of its own rather than from one they all share.
+
+    With one shared socket, whichever worker's event loop wakes first accepts every
+    pending connection in one go; keep-alive clients that connect together (a proxy's
+    pool, a load generator) then all land on one worker while the other idles, which
+    halved ``GET /api/activity``'s requests per second (docs/performance.md, "Sixth
+    round"). The kernel spreads connections over SO_REUSEPORT sockets instead. A socket
+    belongs to its slot, not to a process: the parent keeps it open, so connections that
+    queue on it while its worker restarts are served by the replacement."""
+
+    def __init__(self, config: uvicorn.Config, listeners: list[socket.socket]) -> None:
+        super().__init__(config, sockets=[])
+        self.listeners = listeners
+
+    def _spawn(self, slot: int) -> Process:
+        process = Process(self.config, [self.listeners[slot]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._spawn(slot) for slot in range(self.processes_num)]
+
+    def keep_subprocess_alive(self) -> None:
+        # Multiprocess.keep_subprocess_alive, with the replacement on the dead one's slot.
+        if self.should_exit.is_set():
+            return
+        for slot, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung, or already dead
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                # It failed before serving (app, database URL): every restart would too.
+                logger.error(f"Child process [{process.pid}] failed to start, stopping.")
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            logger.info(f"Child process [{process.pid}] died")
+            self.processes[slot] = self._spawn(slot)
+
+    def restart_all(self) -> None:
+        """SIGHUP: replace each worker, its replacement accepting on the same socket
+        before the old one is retired (Multiprocess.restart_all, slot by slot)."""
+        for slot, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._spawn(slot)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                if not self.should_exit.is_set():
+                    logger.error(
+                        f"New child process [{new.pid}] was not ready in time; "
+                        f"keeping worker [{old.pid}] and aborting the restart."
+                    )
+                return
+            old.terminate()
+            old.join()
+            self.processes[slot] = new
+
+    def handle_ttin(self) -> None:
+        """SIGTTIN: one more worker, on a socket of its own."""
+        host, port = self.listeners[0].getsockname()[:2]
+        self.listeners.append(reuseport_listener(host, port))
+        self.processes_num += 1
+        self.processes.append(self._spawn(len(self.processes)))
+
+    def handle_ttou(self) -> None:
+        """SIGTTOU: one worker fewer. Connections still queued on its socket (not yet
+        accepted) are reset when the socket closes; clients retry them."""
+        if self.processes_num <= 1:
+            return
+        self.processes_num -= 1
+        process = self.processes.pop()
+        process.terminate()
+        process.join()
+        self.listeners.pop().close()
 
 
 def serve(
