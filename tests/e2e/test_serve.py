@@ -258,3 +258,19 @@ def test_a_second_server_on_a_taken_port_stops_with_a_reason(database_url):
         )
     assert second.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in second.stdout
+
+
+def test_serve_warns_when_the_database_keeps_no_statistics(database_url):
+    """On PostgreSQL with autovacuum off (as on the CI machine) serve says so and what to
+    do; with it on, and on SQLite, it says nothing."""
+    from sqlalchemy import create_engine
+
+    expected = False
+    if database_url.startswith("postgresql"):
+        engine = create_engine(database_url)
+        with engine.connect() as conn:
+            expected = conn.exec_driver_sql("SHOW autovacuum").scalar_one() == "off"
+        engine.dispose()
+    with server_process(database_url) as running:
+        said = running.output()
+    assert ("Warning: PostgreSQL's autovacuum is off" in said) is expected, said

@@ -14,7 +14,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from activityfeed.cli.common import DatabaseUrl, console, settings_for
-from activityfeed.store import migrate
+from activityfeed.store import maintenance, migrate
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -55,6 +55,8 @@ APP = "activityfeed.web.app:app_from_env"
 def run_server(database_url: str, host: str, port: int, workers: int) -> None:
     """Upgrade the schema, then serve with uvicorn (each worker builds its own app)."""
     migrate.upgrade(database_url)
+    for warning in maintenance.housekeeping_warnings(database_url):
+        console.print(f"[yellow]Warning: {warning}[/yellow]")
     # Workers are separate processes: they read their settings from the environment.
     os.environ["ACTIVITYFEED_DATABASE_URL"] = database_url
     limit_malloc_arenas()
