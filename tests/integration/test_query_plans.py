@@ -240,6 +240,52 @@ def test_events_named_by_id_are_looked_up_by_id(db: Database, world: BenchWorld)
         assert re.search(r"Index Cond: \(\(?id\)?(::text)? = ANY", found[0]), found
 
 
+def test_the_totals_exceptions_are_looked_up_one_by_one(db: Database, world: BenchWorld) -> None:
+    """After "Archive all" and a few restores, ``total`` corrects the watermark's count
+    by the viewer's exceptions: driven from ``event_states``, each event looked up by its
+    key in a correlated subquery. As a join, PostgreSQL without statistics walked the
+    workspace's events once per exception instead (docs/reliability.md)."""
+    with db.read() as tx:
+        rows = tx.conn.exec_driver_sql(
+            "SELECT id FROM events WHERE workspace_id = ? AND private_to IS NULL"
+            " ORDER BY seq DESC LIMIT 5"
+            if db.dialect == "sqlite"
+            else "SELECT id FROM events WHERE workspace_id = %s AND private_to IS NULL"
+            " ORDER BY seq DESC LIMIT 5",
+            (world.team_id,),
+        )
+        ids = [r[0] for r in rows]
+    for event_ids, archive in ((None, True), (ids, False)):
+        with db.write() as tx:
+            membership = workspaces.access_workspace(
+                tx, user_id=world.user_id, workspace_id=world.team_id
+            )
+            activity.archive_events(
+                tx,
+                viewer_id=world.user_id,
+                membership=membership,
+                event_ids=event_ids,
+                archive_all=event_ids is None,
+                archive=archive,
+            )
+    q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=30))
+    assert page_of(db, world, q).total >= 5
+    found = run(db, lambda: page_of(db, world, q), skip=lambda s: "event_states" not in s)
+    if db.dialect == "sqlite":
+        pattern = (
+            r"SEARCH event_states USING (COVERING )?INDEX \w+.*\n.*"
+            r"CORRELATED SCALAR SUBQUERY \d+\n.*SEARCH events USING INTEGER PRIMARY KEY"
+        )
+    else:
+        pattern = (
+            # Either unique key of an event: its primary key or (workspace, seq).
+            r"Scan using ix_event_states_\w+ on (event_states\w*)[^\n]*\n"
+            r"(.*\n)*?\s*SubPlan \d+\n\s*->  Index Scan using (pk_events|ux_events_arrival)"
+            r" on events\w*[^\n]*\n[^\n]*Index Cond: [^\n]*seq = \1\.event_seq"
+        )
+    assert any(re.search(pattern, plan) for plan in found), found
+
+
 def test_search_uses_the_trigram_index(db: Database, world: BenchWorld) -> None:
     q = ActivityQuery(search="wildlife", start=datetime.now(UTC) - timedelta(days=366))
     # On a small table PostgreSQL rightly filters along a workspace B-tree; with those
