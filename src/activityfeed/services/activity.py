@@ -247,9 +247,10 @@ def mark_seen(
     event and costs the same at any history length.
     """
     ws = membership.workspace.id
-    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     if mark_all:
-        head_seq, head_ord = _head(tx, ws)
+        marks, (head_seq, head_ord) = state_store.lock_marks_and_head(
+            tx, user_id=viewer_id, workspace_id=ws
+        )
         marks = replace(marks, seen_seq=head_seq, seen_ord=head_ord)
         state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
         state_store.clear_seen_exceptions(tx, user_id=viewer_id, workspace_id=ws, upto_seq=head_seq)
@@ -264,6 +265,7 @@ def mark_seen(
             upto_seq=head_seq,
         )
     else:
+        marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
         ids = _checked_ids(event_ids)
         rows = event_store.select_visible_seqs(
             tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
@@ -308,18 +310,18 @@ def archive_events(
     Both cost the same at any history length. Unknown and foreign ids are ignored.
     """
     ws = membership.workspace.id
-    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     if archive_all:
-        head_seq, head_ord = _head(tx, ws)
-        inbox = state_store.count_inbox(
-            tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
+        marks, (head_seq, head_ord) = state_store.lock_marks_and_head(
+            tx, user_id=viewer_id, workspace_id=ws
         )
         if archive:
-            moved = inbox
+            moved = state_store.count_inbox(
+                tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
+            )
             marks = replace(marks, archived_seq=head_seq, archived_ord=head_ord)
         else:
-            visible = state_store.count_visible(
-                tx, user_id=viewer_id, workspace_id=ws, head_ord=head_ord
+            inbox, visible = state_store.count_inbox_and_visible(
+                tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
             )
             moved = visible - inbox
             marks = replace(marks, archived_seq=0, archived_ord=0)
@@ -335,6 +337,7 @@ def archive_events(
             upto_seq=head_seq,
         )
         return moved
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     ids = _checked_ids(event_ids)
     rows = event_store.select_visible_seqs(
         tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks

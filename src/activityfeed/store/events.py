@@ -1061,7 +1061,7 @@ def select_event(
     return to_event(row) if row else None
 
 
-_PRIVATE_OF_OTHERS_ABOVE = (
+PRIVATE_OF_OTHERS_ABOVE = (
     select(func.count())
     .select_from(events)
     .where(
@@ -1076,4 +1076,4 @@ _PRIVATE_OF_OTHERS_ABOVE = (
 def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str, seq: int) -> int:
     """Other users' private events above ``seq``: the part of a range this viewer can't see."""
     params = {"ws": workspace_id, "viewer": viewer_id, "seq": seq}
-    return int(tx.conn.execute(_PRIVATE_OF_OTHERS_ABOVE, params).scalar_one())
+    return int(tx.conn.execute(PRIVATE_OF_OTHERS_ABOVE, params).scalar_one())

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
+    String,
     and_,
     bindparam,
     delete,
@@ -36,12 +37,13 @@ from activityfeed.domain.state import Watermarks
 from activityfeed.store.db import Tx
 from activityfeed.store.events import (
     HEAD,
+    PRIVATE_OF_OTHERS_ABOVE,
     count_matching,
     count_private_of_others_above,
     select_head,
     total_statement,
 )
-from activityfeed.store.schema import event_states, events, viewer_marks
+from activityfeed.store.schema import event_states, events, viewer_marks, workspaces
 
 
 def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
@@ -54,8 +56,7 @@ def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
     serialises every writer already.
     """
     if tx.is_write and tx.dialect == "postgresql":
-        key = func.hashtextextended(f"viewer_marks:{user_id}:{workspace_id}", 0)
-        tx.conn.execute(select(func.pg_advisory_xact_lock(key)))
+        tx.conn.execute(_LOCK_VIEWER, {"key": _viewer_key(user_id, workspace_id)})
     row = tx.conn.execute(_MARKS, {"user": user_id, "ws": workspace_id}).first()
     if row is None:
         return Watermarks()
@@ -73,6 +74,25 @@ def select_marks_and_head(
             select_marks(tx, user_id=user_id, workspace_id=workspace_id),
             select_head(tx, workspace_id),
         )
+    return _marks_and_head(tx, user_id, workspace_id)
+
+
+def lock_marks_and_head(
+    tx: Tx, *, user_id: str, workspace_id: str
+) -> tuple[Watermarks, tuple[int, int]]:
+    """For an "all" operation (a write transaction): on PostgreSQL the viewer's lock
+    (``select_marks``) and then the workspace's shared lock (``accounts.lock_workspace``:
+    in-flight ingestion commits first, and none commits until this transaction ends),
+    both in one statement; then the watermarks and the head in a second, which sees
+    everything committed before the locks were granted. Two round trips where taking
+    each lock and reading each value on its own took four."""
+    if tx.dialect == "postgresql":
+        params = {"key": _viewer_key(user_id, workspace_id), "ws": workspace_id}
+        tx.conn.execute(_LOCK_VIEWER_AND_WORKSPACE, params)
+    return _marks_and_head(tx, user_id, workspace_id)
+
+
+def _marks_and_head(tx: Tx, user_id: str, workspace_id: str) -> tuple[Watermarks, tuple[int, int]]:
     row = tx.conn.execute(_MARKS_AND_HEAD, {"user": user_id, "ws": workspace_id}).one()
     marks = (
         Watermarks(seen_seq=row[0], seen_ord=row[1], archived_seq=row[2], archived_ord=row[3])
@@ -91,6 +111,21 @@ _MARKS = select(
     viewer_marks.c.archived_ord,
 ).where(viewer_marks.c.user_id == bindparam("user"), viewer_marks.c.workspace_id == bindparam("ws"))
 
+
+def _viewer_key(user_id: str, workspace_id: str) -> str:
+    return f"viewer_marks:{user_id}:{workspace_id}"
+
+
+_LOCK_VIEWER = select(
+    func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=String()), 0))
+)
+# PostgreSQL evaluates the select list in order: the viewer's lock, then the row lock.
+_LOCK_VIEWER_AND_WORKSPACE = _LOCK_VIEWER.add_columns(
+    select(workspaces.c.id)
+    .where(workspaces.c.id == bindparam("ws"))
+    .with_for_update(read=True)
+    .scalar_subquery()
+)
 
 _HEAD_ROW = HEAD.subquery("head")
 _ONE = select(literal(1).label("one")).subquery("one")
@@ -180,36 +215,28 @@ def _mine(user_id: str, workspace_id: str) -> list[ColumnElement[bool]]:
 
 def clear_seen_exceptions(tx: Tx, *, user_id: str, workspace_id: str, upto_seq: int) -> None:
     """Forget seen exceptions at or below a new seen watermark (it now says the same)."""
-    tx.conn.execute(
-        update(event_states)
-        .where(
-            *_mine(user_id, workspace_id),
-            event_states.c.is_seen.is_not(None),
-            event_states.c.event_seq <= upto_seq,
-        )
-        .values(is_seen=None)
-    )
-    _delete_empty(tx, user_id, workspace_id)
+    _clear(tx, user_id, workspace_id, "is_seen", event_states.c.event_seq <= upto_seq)
 
 
 def clear_archived_exceptions(tx: Tx, *, user_id: str, workspace_id: str) -> None:
     """Forget every archive exception (after "archive all" or "restore all")."""
-    tx.conn.execute(
-        update(event_states)
-        .where(*_mine(user_id, workspace_id), event_states.c.is_archived.is_not(None))
-        .values(is_archived=None)
-    )
-    _delete_empty(tx, user_id, workspace_id)
+    _clear(tx, user_id, workspace_id, "is_archived")
 
 
-def _delete_empty(tx: Tx, user_id: str, workspace_id: str) -> None:
-    tx.conn.execute(
-        delete(event_states).where(
-            *_mine(user_id, workspace_id),
-            event_states.c.is_seen.is_(None),
-            event_states.c.is_archived.is_(None),
-        )
-    )
+def _clear(tx: Tx, user_id: str, workspace_id: str, column: str, *where: Any) -> None:
+    """Set ``column`` to NULL on the viewer's exceptions (``where``): rows that say
+    nothing else are deleted, the others updated; one statement on PostgreSQL (the
+    delete a data-modifying CTE of the update: the two touch different rows)."""
+    other = "is_archived" if column == "is_seen" else "is_seen"
+    targets = [*_mine(user_id, workspace_id), event_states.c[column].is_not(None), *where]
+    gone = delete(event_states).where(*targets, event_states.c[other].is_(None))
+    kept = update(event_states).where(*targets, event_states.c[other].is_not(None))
+    kept = kept.values({column: None})
+    if tx.dialect == "postgresql":
+        tx.conn.execute(kept.add_cte(gone.cte("gone")))
+    else:
+        tx.conn.execute(gone)
+        tx.conn.execute(kept)
 
 
 _es = event_states.c
@@ -228,9 +255,22 @@ _EXCEPTION_COUNT_STATEMENTS = {
 }
 
 
-def _exception_count(tx: Tx, which: str, user_id: str, workspace_id: str, **bounds: int) -> int:
-    params = {"user": user_id, "ws": workspace_id, **bounds}
-    return int(tx.conn.execute(_EXCEPTION_COUNT_STATEMENTS[which], params).scalar_one())
+_INBOX_PARTS = select(
+    PRIVATE_OF_OTHERS_ABOVE.scalar_subquery(),
+    _EXCEPTION_COUNT_STATEMENTS["archived_above"].scalar_subquery(),
+    _EXCEPTION_COUNT_STATEMENTS["restored_below"].scalar_subquery(),
+)
+# ... and every other member's private events (what the viewer cannot see at all).
+_INBOX_AND_VISIBLE_PARTS = _INBOX_PARTS.add_columns(
+    select(func.count())
+    .select_from(events)
+    .where(
+        events.c.workspace_id == bindparam("ws"),
+        events.c.private_to.is_not(None),
+        events.c.private_to != bindparam("viewer"),
+    )
+    .scalar_subquery()
+)
 
 
 def count_visible_above(
@@ -372,19 +412,37 @@ def _total_with_unseen(total: Select[Any], *, middle: bool) -> Select[Any]:
 def count_inbox(
     tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
 ) -> int:
-    """Events in the Inbox (whatever their seen state), from watermarks and exceptions."""
-    above = count_visible_above(
-        tx,
-        user_id=user_id,
-        workspace_id=workspace_id,
-        head_ord=head_ord,
-        seq=marks.archived_seq,
-        ord_=marks.archived_ord,
+    """Events in the Inbox (whatever their seen state), from watermarks and exceptions:
+    the visible events above the archive watermark A, less the exceptions archived above
+    it, plus those restored at or below it. One statement."""
+    return _inbox_and_visible(tx, user_id, workspace_id, marks, head_ord, _INBOX_PARTS)[0]
+
+
+def count_inbox_and_visible(
+    tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int
+) -> tuple[int, int]:
+    """``count_inbox`` and ``count_visible``, in one statement."""
+    inbox, visible = _inbox_and_visible(
+        tx, user_id, workspace_id, marks, head_ord, _INBOX_AND_VISIBLE_PARTS
     )
+    assert visible is not None
+    return inbox, visible
+
+
+def _inbox_and_visible(
+    tx: Tx,
+    user_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    head_ord: int,
+    stmt: Select[Any],
+) -> tuple[int, int | None]:
     a = marks.archived_seq
-    archived_above = _exception_count(tx, "archived_above", user_id, workspace_id, lo=a)
-    restored_below = _exception_count(tx, "restored_below", user_id, workspace_id, hi=a)
-    return above - archived_above + restored_below
+    params = {"viewer": user_id, "user": user_id, "ws": workspace_id, "seq": a, "lo": a, "hi": a}
+    row = tx.conn.execute(stmt, params).one()
+    above = (head_ord - marks.archived_ord) - int(row[0])
+    inbox = above - int(row[1]) + int(row[2])
+    return inbox, (head_ord - int(row[3]) if len(row) > 3 else None)
 
 
 def count_visible(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int) -> int:

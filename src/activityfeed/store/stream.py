@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select
+from sqlalchemy import String, and_, bindparam, delete, func, insert, or_, select
 
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.stream import StateAction
 from activityfeed.store import events as event_store
 from activityfeed.store.db import Tx
-from activityfeed.store.notify import Wake, notify
+from activityfeed.store.notify import CHANNEL, Wake, notify
 from activityfeed.store.schema import event_states, events, stream_changes
 
 _EVENT_COLUMNS = [c for c in events.c if c.name != "payload_hash"]
@@ -68,18 +68,22 @@ def insert_change(
         "all": is_all,
         **({"uptoSeq": upto_seq} if upto_seq is not None else {}),
     }
-    # One statement: the previous change's seq is read by the insert itself.
-    tx.conn.execute(
-        _INSERT_CHANGE,
-        {
-            "ws": workspace_id,
-            "user": user_id,
-            "action": action.value,
-            "payload": payload,
-            "created_at": datetime.now(UTC),
-        },
-    )
-    notify(tx, Wake(workspace_id, user_id))
+    params = {
+        "ws": workspace_id,
+        "user": user_id,
+        "action": action.value,
+        "payload": payload,
+        "created_at": datetime.now(UTC),
+    }
+    # One statement: the previous change's seq is read by the insert itself, and on
+    # PostgreSQL the wake-up is sent by the same statement (``notify``'s ``pg_notify``).
+    if tx.dialect == "postgresql":
+        tx.conn.execute(
+            _INSERT_CHANGE_AND_NOTIFY,
+            {**params, "channel": CHANNEL, "wake": Wake(workspace_id, user_id).encode()},
+        )
+    else:
+        tx.conn.execute(_INSERT_CHANGE, params)
 
 
 _sc = stream_changes.c
@@ -94,6 +98,10 @@ _INSERT_CHANGE = insert(stream_changes).from_select(
         bindparam("created_at", type_=_sc.created_at.type),
     ).where(_sc.workspace_id == bindparam("ws"), _sc.user_id == bindparam("user")),
 )
+
+_INSERT_CHANGE_AND_NOTIFY = select(
+    func.pg_notify(bindparam("channel", type_=String()), bindparam("wake", type_=String()))
+).select_from(_INSERT_CHANGE.returning(_sc.seq).cte("change"))
 
 
 def max_change_seq(tx: Tx, *, workspace_id: str, user_id: str) -> int:
