@@ -1,8 +1,9 @@
 """A PostgreSQL server that dropped the pool's connections (a restart, a failover, an
 operator's ``pg_terminate_backend``) costs no request an error.
 
-Most checkouts ping the connection first (``store.db``'s checkout listener, what
-``pool_pre_ping`` did). The feed's page skips the ping, a round trip on every request,
+Most checkouts ping the connection first when the server has sent anything on it since
+it went idle (``store.db``'s checkout listener, what ``pool_pre_ping`` did for every
+checkout). The feed's page skips the ping, a round trip on every request,
 and reads once more on a new connection when its own was dropped
 (``Database.read_retrying``).
 """
@@ -20,8 +21,10 @@ from sqlalchemy.pool import NullPool
 from activityfeed.store.db import Database
 from tests.factories import Browser, make_team, make_user
 
+# With a timeout, pg_terminate_backend returns once each process has exited (its
+# connection closed), so the test's next request meets connections already dropped.
 KILL = (
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
 )
 
@@ -88,3 +91,18 @@ def test_other_routes_ping_their_connection_first(browser, db):
     assert response.json() == workspaces.json()
     assert marked.status_code == 200, marked.text
     assert seen == []
+
+
+def test_a_connection_the_server_left_alone_is_not_pinged(browser, db, monkeypatch):
+    """A ping is a round trip: checkouts of healthy idle connections skip it (the
+    server has said nothing on them), while one the server dropped is pinged (above)."""
+    pings: list[Any] = []
+    ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda c: pings.append(c) or ping(c))
+    assert browser.get("/api/workspaces").status_code == 200
+    for _ in range(3):
+        assert browser.post("/api/activity/mark-seen", json={"all": True}).status_code == 200
+    assert pings == []
+    assert drop_connections(db) >= 1
+    assert browser.get("/api/workspaces").status_code == 200
+    assert pings

@@ -1061,16 +1061,17 @@ def select_event(
     return to_event(row) if row else None
 
 
-PRIVATE_OF_OTHERS_ABOVE = (
+#: Other members' private events in the workspace: what the viewer cannot see.
+PRIVATE_OF_OTHERS = (
     select(func.count())
     .select_from(events)
     .where(
         events.c.workspace_id == _p("ws"),
         events.c.private_to.is_not(None),
         events.c.private_to != _p("viewer"),
-        events.c.seq > _p("seq"),
     )
 )
+PRIVATE_OF_OTHERS_ABOVE = PRIVATE_OF_OTHERS.where(events.c.seq > _p("seq"))
 
 
 def count_private_of_others_above(tx: Tx, *, viewer_id: str, workspace_id: str, seq: int) -> int:

@@ -37,6 +37,7 @@ from activityfeed.domain.state import Watermarks
 from activityfeed.store.db import Tx
 from activityfeed.store.events import (
     HEAD,
+    PRIVATE_OF_OTHERS,
     PRIVATE_OF_OTHERS_ABOVE,
     count_matching,
     count_private_of_others_above,
@@ -261,16 +262,7 @@ _INBOX_PARTS = select(
     _EXCEPTION_COUNT_STATEMENTS["restored_below"].scalar_subquery(),
 )
 # ... and every other member's private events (what the viewer cannot see at all).
-_INBOX_AND_VISIBLE_PARTS = _INBOX_PARTS.add_columns(
-    select(func.count())
-    .select_from(events)
-    .where(
-        events.c.workspace_id == bindparam("ws"),
-        events.c.private_to.is_not(None),
-        events.c.private_to != bindparam("viewer"),
-    )
-    .scalar_subquery()
-)
+_INBOX_AND_VISIBLE_PARTS = _INBOX_PARTS.add_columns(PRIVATE_OF_OTHERS.scalar_subquery())
 
 
 def count_visible_above(
