@@ -209,7 +209,9 @@ def fault(
         # Only the commit of the transaction that wrote the record fails (reads and the
         # session bookkeeping commit too).
         def note(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            if statement.lstrip().upper().startswith(RECORD_INSERTS):
+            # PostgreSQL writes the change inside a CTE (WITH change AS (INSERT ...)).
+            upper = statement.upper()
+            if any(insert in upper for insert in RECORD_INSERTS):
                 conn.info["wrote_record"] = True
 
         def commit(conn: Any) -> None:
