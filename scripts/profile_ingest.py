@@ -304,7 +304,7 @@ def main() -> None:
         if args.profile == mode:
             prof = cProfile.Profile()
             results[mode] = prof.runcall(runners[mode], url)
-            pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+            pstats.Stats(prof).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(args.top)
         else:
             results[mode] = runners[mode](url)
         print(f"{mode:8} {results[mode]:>10,.0f} events/s", flush=True)

@@ -240,10 +240,17 @@ def fault(
                 wrap(events_service.store.insert_events, after=after),
             )
         else:
+            # A state change records its outbox row on its own, or with an "all"
+            # operation's other writes in ``move_all``.
             m.setattr(
                 activity_service.stream_store,
                 "insert_change",
                 wrap(activity_service.stream_store.insert_change, after=after),
+            )
+            m.setattr(
+                activity_service.state_store,
+                "move_all",
+                wrap(activity_service.state_store.move_all, after=after),
             )
         yield fired
 

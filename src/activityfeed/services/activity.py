@@ -251,44 +251,46 @@ def mark_seen(
         marks, (head_seq, head_ord) = state_store.lock_marks_and_head(
             tx, user_id=viewer_id, workspace_id=ws
         )
-        marks = replace(marks, seen_seq=head_seq, seen_ord=head_ord)
-        state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
-        state_store.clear_seen_exceptions(tx, user_id=viewer_id, workspace_id=ws, upto_seq=head_seq)
         # The user's other tabs (any process) follow through the stream's outbox.
+        state_store.move_all(
+            tx,
+            user_id=viewer_id,
+            workspace_id=ws,
+            marks=marks,
+            new_marks=replace(marks, seen_seq=head_seq, seen_ord=head_ord),
+            head=(head_seq, head_ord),
+            clear="is_seen",
+            action=StateAction.SEEN,
+        )
+        # Every event is at or below the head, seen by the watermark, and the exceptions
+        # that said otherwise are gone; no event commits before this transaction does
+        # (the workspace's shared lock). So nothing is unseen: ``count_unseen`` would
+        # read 0 (tests/functional/test_inbox_machine.py checks answers against a model).
+        return 0
+    marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
+    ids = _checked_ids(event_ids)
+    rows = event_store.select_visible_seqs(
+        tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
+    )
+    todo = sorted(r.event.seq for r in rows if not r.is_seen)
+    state_store.upsert_exceptions(
+        tx, user_id=viewer_id, workspace_id=ws, seqs=todo, is_seen=True, set_seen=True
+    )
+    if todo:
         stream_store.insert_change(
             tx,
             workspace_id=ws,
             user_id=viewer_id,
             action=StateAction.SEEN,
-            event_ids=[],
-            is_all=True,
-            upto_seq=head_seq,
+            event_ids=[r.event.id for r in rows if not r.is_seen],
+            is_all=False,
         )
-    else:
-        marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
-        ids = _checked_ids(event_ids)
-        rows = event_store.select_visible_seqs(
-            tx, viewer_id=viewer_id, workspace_id=ws, ids=ids, marks=marks
-        )
-        todo = sorted(r.event.seq for r in rows if not r.is_seen)
-        state_store.upsert_exceptions(
-            tx, user_id=viewer_id, workspace_id=ws, seqs=todo, is_seen=True, set_seen=True
-        )
-        if todo:
-            stream_store.insert_change(
-                tx,
-                workspace_id=ws,
-                user_id=viewer_id,
-                action=StateAction.SEEN,
-                event_ids=[r.event.id for r in rows if not r.is_seen],
-                is_all=False,
-            )
-        # Under the shared lock, like the "all" operations: the head and the count of
-        # other members' private events above the watermark must come from the same
-        # moment, or an event committed between the two statements (each statement of a
-        # PostgreSQL write transaction sees the latest commits) would be subtracted
-        # without having been added.
-        _, head_ord = _head(tx, ws)
+    # Under the shared lock, like the "all" operations: the head and the count of
+    # other members' private events above the watermark must come from the same
+    # moment, or an event committed between the two statements (each statement of a
+    # PostgreSQL write transaction sees the latest commits) would be subtracted
+    # without having been added.
+    _, head_ord = _head(tx, ws)
     return state_store.count_unseen(
         tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
     )
@@ -314,29 +316,26 @@ def archive_events(
         marks, (head_seq, head_ord) = state_store.lock_marks_and_head(
             tx, user_id=viewer_id, workspace_id=ws
         )
-        if archive:
-            moved = state_store.count_inbox(
-                tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
-            )
-            marks = replace(marks, archived_seq=head_seq, archived_ord=head_ord)
-        else:
-            inbox, visible = state_store.count_inbox_and_visible(
-                tx, user_id=viewer_id, workspace_id=ws, marks=marks, head_ord=head_ord
-            )
-            moved = visible - inbox
-            marks = replace(marks, archived_seq=0, archived_ord=0)
-        state_store.upsert_marks(tx, user_id=viewer_id, workspace_id=ws, marks=marks)
-        state_store.clear_archived_exceptions(tx, user_id=viewer_id, workspace_id=ws)
-        stream_store.insert_change(
+        # Archive all moves the Inbox; restore all what is visible and not in it.
+        inbox, visible = state_store.move_all(
             tx,
-            workspace_id=ws,
             user_id=viewer_id,
+            workspace_id=ws,
+            marks=marks,
+            new_marks=replace(
+                marks,
+                archived_seq=head_seq if archive else 0,
+                archived_ord=head_ord if archive else 0,
+            ),
+            head=(head_seq, head_ord),
+            clear="is_archived",
             action=StateAction.ARCHIVED if archive else StateAction.RESTORED,
-            event_ids=[],
-            is_all=True,
-            upto_seq=head_seq,
+            count="inbox" if archive else "inbox_and_visible",
         )
-        return moved
+        if archive:
+            return inbox
+        assert visible is not None
+        return visible - inbox
     marks = state_store.select_marks(tx, user_id=viewer_id, workspace_id=ws)
     ids = _checked_ids(event_ids)
     rows = event_store.select_visible_seqs(

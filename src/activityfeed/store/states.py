@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BindParameter,
@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.state import Watermarks
+from activityfeed.domain.stream import StateAction
 from activityfeed.store.db import Tx
 from activityfeed.store.events import (
     HEAD,
@@ -44,7 +45,14 @@ from activityfeed.store.events import (
     select_head,
     total_statement,
 )
-from activityfeed.store.schema import event_states, events, viewer_marks, workspaces
+from activityfeed.store.schema import (
+    event_states,
+    events,
+    stream_changes,
+    viewer_marks,
+    workspaces,
+)
+from activityfeed.store.stream import INSERT_CHANGE, WAKE, change_params
 
 
 def select_marks(tx: Tx, *, user_id: str, workspace_id: str) -> Watermarks:
@@ -240,6 +248,109 @@ def _clear(tx: Tx, user_id: str, workspace_id: str, column: str, *where: Any) ->
         tx.conn.execute(kept)
 
 
+#: What an "all" operation counts before it moves a watermark (``move_all``).
+Count = Literal["nothing", "inbox", "inbox_and_visible"]
+#: The exception column an "all" operation makes moot.
+Cleared = Literal["is_seen", "is_archived"]
+
+
+def move_all(
+    tx: Tx,
+    *,
+    user_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    new_marks: Watermarks,
+    head: tuple[int, int],
+    clear: Cleared,
+    action: StateAction,
+    count: Count = "nothing",
+) -> tuple[int, int | None]:
+    """The writes of an "all" operation: the viewer's watermarks become ``new_marks``,
+    the exceptions that ``clear`` (``is_seen`` or ``is_archived``) now makes moot are
+    forgotten (``clear_seen_exceptions`` up to the head, ``clear_archived_exceptions``),
+    and the outbox records ``action`` on everything up to the head.
+
+    Returns what ``count`` asks for as it was before the move: the Inbox's size
+    (``count_inbox``) and, with ``inbox_and_visible``, the visible events
+    (``count_visible``); 0 and None with ``nothing``. The caller holds the locks of
+    ``lock_marks_and_head``, which also gave ``marks`` and ``head``. On PostgreSQL this
+    is one statement: the writes are data-modifying CTEs, and the counts read the
+    statement's snapshot, which none of its own writes change.
+    """
+    head_seq, head_ord = head
+    change = change_params(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        action=action,
+        event_ids=[],
+        is_all=True,
+        upto_seq=head_seq,
+    )
+    if tx.dialect == "postgresql":
+        params = {
+            **change,
+            **_inbox_params(user_id, workspace_id, marks),
+            "upto": head_seq,
+            "new_seen_seq": new_marks.seen_seq,
+            "new_seen_ord": new_marks.seen_ord,
+            "new_archived_seq": new_marks.archived_seq,
+            "new_archived_ord": new_marks.archived_ord,
+        }
+        row = tx.conn.execute(_move_all_statement(clear, count), params).one()
+        return _inbox_from(row[1:], marks, head_ord, count)
+    counted: tuple[int, int | None] = (0, None)
+    if count != "nothing":
+        counted = _inbox_and_visible(tx, user_id, workspace_id, marks, head_ord, count)
+    upsert_marks(tx, user_id=user_id, workspace_id=workspace_id, marks=new_marks)
+    if clear == "is_seen":
+        clear_seen_exceptions(tx, user_id=user_id, workspace_id=workspace_id, upto_seq=head_seq)
+    else:
+        clear_archived_exceptions(tx, user_id=user_id, workspace_id=workspace_id)
+    tx.conn.execute(INSERT_CHANGE, change)
+    return counted
+
+
+@cache
+def _move_all_statement(clear: Cleared, count: Count) -> Select[Any]:
+    """``move_all``'s one PostgreSQL statement, per column cleared and counts."""
+    vm = viewer_marks.c
+    new = {
+        name: bindparam(f"new_{name}", type_=vm[name].type)
+        for name in ("seen_seq", "seen_ord", "archived_seq", "archived_ord")
+    }
+    upsert = postgresql.insert(viewer_marks).values(
+        user_id=bindparam("user"), workspace_id=bindparam("ws"), **new
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["user_id", "workspace_id"],
+        set_={name: upsert.excluded[name] for name in new},
+    )
+    other = "is_archived" if clear == "is_seen" else "is_seen"
+    targets = [
+        _es.user_id == bindparam("user"),
+        _es.workspace_id == bindparam("ws"),
+        _es[clear].is_not(None),
+    ]
+    if clear == "is_seen":
+        targets.append(_es.event_seq <= bindparam("upto"))
+    gone = delete(event_states).where(*targets, _es[other].is_(None))
+    kept = update(event_states).where(*targets, _es[other].is_not(None)).values({clear: None})
+    parts: list[Any] = []
+    if count != "nothing":
+        parts.extend(
+            (_INBOX_PARTS if count == "inbox" else _INBOX_AND_VISIBLE_PARTS).selected_columns
+        )
+    # The three writes touch different rows (the delete and the update split the
+    # exceptions by ``other``), as PostgreSQL requires of one statement's CTEs; each
+    # runs to completion whether or not the SELECT reads it.
+    return (
+        select(WAKE, *parts)
+        .select_from(INSERT_CHANGE.returning(stream_changes.c.seq).cte("change"))
+        .add_cte(upsert.cte("marks"), gone.cte("gone"), kept.cte("kept"))
+    )
+
+
 _es = event_states.c
 #: The viewer's exceptions counted by ``count_inbox``, by what they say (``==`` on the
 #: columns is SQL, not Python truthiness); parameters ``user``, ``ws``, ``lo``
@@ -407,7 +518,7 @@ def count_inbox(
     """Events in the Inbox (whatever their seen state), from watermarks and exceptions:
     the visible events above the archive watermark A, less the exceptions archived above
     it, plus those restored at or below it. One statement."""
-    return _inbox_and_visible(tx, user_id, workspace_id, marks, head_ord, _INBOX_PARTS)[0]
+    return _inbox_and_visible(tx, user_id, workspace_id, marks, head_ord, "inbox")[0]
 
 
 def count_inbox_and_visible(
@@ -415,26 +526,35 @@ def count_inbox_and_visible(
 ) -> tuple[int, int]:
     """``count_inbox`` and ``count_visible``, in one statement."""
     inbox, visible = _inbox_and_visible(
-        tx, user_id, workspace_id, marks, head_ord, _INBOX_AND_VISIBLE_PARTS
+        tx, user_id, workspace_id, marks, head_ord, "inbox_and_visible"
     )
     assert visible is not None
     return inbox, visible
 
 
 def _inbox_and_visible(
-    tx: Tx,
-    user_id: str,
-    workspace_id: str,
-    marks: Watermarks,
-    head_ord: int,
-    stmt: Select[Any],
+    tx: Tx, user_id: str, workspace_id: str, marks: Watermarks, head_ord: int, count: Count
 ) -> tuple[int, int | None]:
+    stmt = _INBOX_PARTS if count == "inbox" else _INBOX_AND_VISIBLE_PARTS
+    row = tx.conn.execute(stmt, _inbox_params(user_id, workspace_id, marks)).one()
+    return _inbox_from(row, marks, head_ord, count)
+
+
+def _inbox_params(user_id: str, workspace_id: str, marks: Watermarks) -> dict[str, Any]:
     a = marks.archived_seq
-    params = {"viewer": user_id, "user": user_id, "ws": workspace_id, "seq": a, "lo": a, "hi": a}
-    row = tx.conn.execute(stmt, params).one()
+    return {"viewer": user_id, "user": user_id, "ws": workspace_id, "seq": a, "lo": a, "hi": a}
+
+
+def _inbox_from(
+    row: Sequence[Any], marks: Watermarks, head_ord: int, count: Count
+) -> tuple[int, int | None]:
+    """The Inbox's size (and with ``inbox_and_visible`` the visible events) from
+    ``_INBOX_PARTS``' values (and ``_INBOX_AND_VISIBLE_PARTS``' fourth)."""
+    if count == "nothing":
+        return 0, None
     above = (head_ord - marks.archived_ord) - int(row[0])
     inbox = above - int(row[1]) + int(row[2])
-    return inbox, (head_ord - int(row[3]) if len(row) > 3 else None)
+    return inbox, (head_ord - int(row[3]) if count == "inbox_and_visible" else None)
 
 
 def count_visible(tx: Tx, *, user_id: str, workspace_id: str, head_ord: int) -> int:

@@ -63,31 +63,52 @@ def insert_change(
     change gives ``upto_seq``, the head it covered, so that each row says exactly which
     events it changed (the id list of an "all" change is empty).
     """
+    params = change_params(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        action=action,
+        event_ids=event_ids,
+        is_all=is_all,
+        upto_seq=upto_seq,
+    )
+    # One statement: the previous change's seq is read by the insert itself, and on
+    # PostgreSQL the wake-up is sent by the same statement (``notify``'s ``pg_notify``).
+    if tx.dialect == "postgresql":
+        tx.conn.execute(_INSERT_CHANGE_AND_NOTIFY, params)
+    else:
+        tx.conn.execute(INSERT_CHANGE, params)
+
+
+def change_params(
+    *,
+    workspace_id: str,
+    user_id: str,
+    action: StateAction,
+    event_ids: Sequence[str],
+    is_all: bool,
+    upto_seq: int | None = None,
+) -> dict[str, Any]:
+    """The parameters of ``INSERT_CHANGE`` (``ws``, ``user``, ``action``, ``payload``,
+    ``created_at``) and of its PostgreSQL wake-up (``channel``, ``wake``)."""
     payload = {
         "eventIds": list(event_ids),
         "all": is_all,
         **({"uptoSeq": upto_seq} if upto_seq is not None else {}),
     }
-    params = {
+    return {
         "ws": workspace_id,
         "user": user_id,
         "action": action.value,
         "payload": payload,
         "created_at": datetime.now(UTC),
+        "channel": CHANNEL,
+        "wake": Wake(workspace_id, user_id).encode(),
     }
-    # One statement: the previous change's seq is read by the insert itself, and on
-    # PostgreSQL the wake-up is sent by the same statement (``notify``'s ``pg_notify``).
-    if tx.dialect == "postgresql":
-        tx.conn.execute(
-            _INSERT_CHANGE_AND_NOTIFY,
-            {**params, "channel": CHANNEL, "wake": Wake(workspace_id, user_id).encode()},
-        )
-    else:
-        tx.conn.execute(_INSERT_CHANGE, params)
 
 
 _sc = stream_changes.c
-_INSERT_CHANGE = insert(stream_changes).from_select(
+#: The outbox row of one state change; parameters as ``change_params`` gives them.
+INSERT_CHANGE = insert(stream_changes).from_select(
     ["workspace_id", "user_id", "prev_seq", "action", "payload", "created_at"],
     select(
         bindparam("ws", type_=_sc.workspace_id.type),
@@ -98,10 +119,10 @@ _INSERT_CHANGE = insert(stream_changes).from_select(
         bindparam("created_at", type_=_sc.created_at.type),
     ).where(_sc.workspace_id == bindparam("ws"), _sc.user_id == bindparam("user")),
 )
+#: PostgreSQL's wake-up, to select from ``INSERT_CHANGE`` as a CTE (``RETURNING seq``).
+WAKE = func.pg_notify(bindparam("channel", type_=String()), bindparam("wake", type_=String()))
 
-_INSERT_CHANGE_AND_NOTIFY = select(
-    func.pg_notify(bindparam("channel", type_=String()), bindparam("wake", type_=String()))
-).select_from(_INSERT_CHANGE.returning(_sc.seq).cte("change"))
+_INSERT_CHANGE_AND_NOTIFY = select(WAKE).select_from(INSERT_CHANGE.returning(_sc.seq).cte("change"))
 
 
 def max_change_seq(tx: Tx, *, workspace_id: str, user_id: str) -> int:
