@@ -344,3 +344,57 @@ def test_0007_chains_the_history_already_stored(empty_url):
     assert "event_checkpoints" not in user_tables(empty_url)
     migrate.upgrade(empty_url)
     assert differences(empty_url) == []
+
+
+def test_0008_sums_the_day_counts_and_follows_them(empty_url):
+    """The upgrade fills ``event_day_totals`` from ``event_day_counts``; from then on the
+    triggers keep every (workspace, day, owner) total equal to the sum of its counts as
+    counts are added, grown and removed; the downgrade drops the table."""
+    migrate.upgrade(empty_url, "0007")
+    engine = make_unpooled_engine(empty_url)
+    upsert = text(
+        "INSERT INTO event_day_counts(workspace_id, day, private_to, resource_type, action, n) "
+        "VALUES (:w, :d, :p, :t, :a, :n) ON CONFLICT(workspace_id, day, private_to, "
+        "resource_type, action) DO UPDATE SET n = event_day_counts.n + excluded.n"
+    )
+    sums = text(
+        "SELECT workspace_id, day, private_to, sum(n) FROM event_day_counts "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    totals = text(
+        "SELECT workspace_id, day, private_to, n FROM event_day_totals WHERE n <> 0 "
+        "ORDER BY 1, 2, 3"
+    )
+
+    def add(conn: Any, *rows: tuple[str, str, str, str, str, int]) -> None:
+        keys = ("w", "d", "p", "t", "a", "n")
+        conn.execute(upsert, [dict(zip(keys, row, strict=True)) for row in rows])
+
+    try:
+        with engine.begin() as conn:
+            add(conn, ("w_1", "2026-01-01", "", "training", "created", 3),
+                ("w_1", "2026-01-01", "", "dataset", "updated", 2),
+                ("w_1", "2026-01-01", "u_1", "settings", "updated", 1),
+                ("w_2", "2026-01-02", "", "training", "failed", 4))  # fmt: skip
+        migrate.upgrade(empty_url)
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(totals)] == [
+                ("w_1", "2026-01-01", "", 5),
+                ("w_1", "2026-01-01", "u_1", 1),
+                ("w_2", "2026-01-02", "", 4),
+            ]
+            # A new day, a new owner, a count grown by an upsert, one removed.
+            add(conn, ("w_1", "2026-01-01", "", "training", "created", 10),
+                ("w_1", "2026-01-03", "", "model", "created", 7),
+                ("w_2", "2026-01-02", "u_2", "settings", "updated", 1))  # fmt: skip
+            conn.execute(text("DELETE FROM event_day_counts WHERE resource_type = 'dataset'"))
+            assert [tuple(r) for r in conn.execute(totals)] == [
+                tuple(r) for r in conn.execute(sums)
+            ]
+            assert conn.execute(text("SELECT sum(n) FROM event_day_totals")).scalar_one() == 26
+    finally:
+        engine.dispose()
+    migrate.downgrade(empty_url, "0007")
+    assert "event_day_totals" not in user_tables(empty_url)
+    migrate.upgrade(empty_url)
+    assert differences(empty_url) == []

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from activityfeed.domain.events import ResourceType
 from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.services import activity, workspaces
 from activityfeed.services.bench_history import BenchWorld, ensure_world
@@ -150,6 +151,26 @@ def test_first_page_uses_the_feed_index(db: Database, world: BenchWorld) -> None
     q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=30))
     found = run(db, lambda: page_of(db, world, q))
     assert any("ix_events_feed" in p for p in found), found
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["unfiltered", "by_type"])
+def test_the_total_adds_whole_days_from_the_day_rollups(
+    db: Database, world: BenchWorld, filtered: bool
+) -> None:
+    """``total`` over a range adds its whole days from a rollup by key: unfiltered from
+    ``event_day_totals`` (a row a day and owner), filtered by type or action from
+    ``event_day_counts`` (a row a day, owner, type and action)."""
+    q = ActivityQuery(
+        start=datetime.now(UTC) - timedelta(days=200),
+        resource_types=(ResourceType.MODEL,) if filtered else (),
+    )
+    found = run(db, lambda: page_of(db, world, q))
+    total = [p for p in found if "event_day_" in p]
+    assert len(total) == 1, found
+    used, unused = ("counts", "totals") if filtered else ("totals", "counts")
+    assert f"pk_event_day_{used}" in total[0] or f"event_day_{used}" in total[0], total
+    assert f"event_day_{unused}" not in total[0], total
+    assert not re.search(rf"(Seq Scan on|SCAN) event_day_{used}\b", total[0]), total
 
 
 def test_a_page_takes_its_keys_from_the_feed_index_and_its_rows_by_key(

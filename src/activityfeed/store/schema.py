@@ -201,6 +201,17 @@ event_day_counts = Table(
     Column("n", BigInteger(), nullable=False),
 )
 
+# ``event_day_counts`` summed over type and action (migration 0008, kept by triggers on
+# ``event_day_counts``): an unfiltered total reads a row or two a day.
+event_day_totals = Table(
+    "event_day_totals",
+    metadata,
+    Column("workspace_id", String(32), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("private_to", String(32), primary_key=True),
+    Column("n", BigInteger(), nullable=False),
+)
+
 # Tamper evidence (migration 0007): one row per recording transaction, covering the
 # ws_ord range it appended; digest = sha256(previous digest, range, the events' leaf
 # hashes). See domain/chain.py and docs/decisions/0003-tamper-evidence.md.
