@@ -215,6 +215,27 @@ def test_unseen_count_reads_the_arrival_indexes(db: Database, world: BenchWorld)
     assert re.search(r"ux_events_arrival|ux_events_ord|ix_events_private", text), found
 
 
+def test_every_workspaces_unseen_count_is_one_statement(db: Database, world: BenchWorld) -> None:
+    """The workspace switcher's unseen counts: each workspace's watermarks, head and
+    counts in one statement that reads indexes only, and the same numbers as counting
+    workspace by workspace under the locks (the write transaction's way)."""
+    ids = [world.team_id, world.small_id]
+
+    def counts() -> dict[str, int]:
+        with db.read() as tx:
+            return state_store.count_unseen_in(tx, user_id=world.user_id, workspace_ids=ids)
+
+    with recorded(db) as statements:
+        got = counts()
+    assert len(statements) == 1, statements
+    found = run(db, counts)
+    assert re.search(r"ux_events_ord", "\n".join(found)), found
+    with db.write() as tx:
+        one_by_one = workspaces.unseen_counts(tx, user_id=world.user_id, workspace_ids=ids)
+    assert got == one_by_one
+    assert got[world.team_id] > 0
+
+
 def test_head_reads_take_one_entry_of_the_ord_index(db: Database, world: BenchWorld) -> None:
     """The newest event of a workspace (every count, every ingestion batch) comes from
     ``ux_events_ord``. Ordered by ``seq`` instead, PostgreSQL with real statistics walked

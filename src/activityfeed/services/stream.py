@@ -16,7 +16,8 @@ from activityfeed.config import Settings
 from activityfeed.domain.events import EventView
 from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition, workspace_tag
 from activityfeed.services import activity
-from activityfeed.services.workspaces import access_workspace, unseen_count
+from activityfeed.services.workspaces import access_workspace
+from activityfeed.services.workspaces import unseen_counts as workspace_unseen_counts
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
@@ -137,7 +138,7 @@ def catch_up(
 
 def unseen_counts(tx: Tx, *, user_id: str, workspace_ids: Iterable[str]) -> dict[str, int]:
     """The viewer's unseen count in each workspace (exact, history-independent)."""
-    return {ws: unseen_count(tx, user_id=user_id, workspace_id=ws) for ws in workspace_ids}
+    return workspace_unseen_counts(tx, user_id=user_id, workspace_ids=list(workspace_ids))
 
 
 def stream_workspaces(tx: Tx, *, user_id: str, workspace_id: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -177,25 +178,35 @@ def unseen_count(tx: Tx, *, user_id: str, workspace_id: str) -> int:
     reading the head and counting; a read transaction reads one snapshot anyway. The
     viewer's lock (``select_marks``) comes first, the order every state change uses.
     """
-    if tx.is_write:
+    return unseen_counts(tx, user_id=user_id, workspace_ids=[workspace_id])[workspace_id]
+
+
+def unseen_counts(tx: Tx, *, user_id: str, workspace_ids: Sequence[str]) -> dict[str, int]:
+    """``unseen_count`` in each of the viewer's ``workspace_ids``: in a read transaction
+    one statement for all of them (``states.count_unseen_in``)."""
+    if not tx.is_write:
+        return state_store.count_unseen_in(tx, user_id=user_id, workspace_ids=workspace_ids)
+    counts = {}
+    for workspace_id in workspace_ids:
         marks = state_store.select_marks(tx, user_id=user_id, workspace_id=workspace_id)
         store.lock_workspace(tx, workspace_id, exclusive=False)
         _, head_ord = event_store.select_head(tx, workspace_id)
-    else:
-        marks, (_, head_ord) = state_store.select_marks_and_head(
-            tx, user_id=user_id, workspace_id=workspace_id
+        counts[workspace_id] = state_store.count_unseen(
+            tx, user_id=user_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
         )
-    return state_store.count_unseen(
-        tx, user_id=user_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
-    )
+    return counts
 
 
 def list_workspaces(tx: Tx, session: Session) -> list[WorkspaceSummary]:
+    memberships = store.select_memberships(tx, session.user.id)
+    unseen = unseen_counts(
+        tx, user_id=session.user.id, workspace_ids=[m.workspace.id for m in memberships]
+    )
     return [
         WorkspaceSummary(
             membership=m,
-            unseen_count=unseen_count(tx, user_id=session.user.id, workspace_id=m.workspace.id),
+            unseen_count=unseen[m.workspace.id],
             is_active=m.workspace.id == session.workspace_id,
         )
-        for m in store.select_memberships(tx, session.user.id)
+        for m in memberships
     ]
