@@ -8,7 +8,7 @@ is above this position", so a reconnecting tab gets exactly what it missed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +17,6 @@ from activityfeed.domain.events import EventView
 from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition, workspace_tag
 from activityfeed.services import activity
 from activityfeed.services.workspaces import access_workspace
-from activityfeed.services.workspaces import unseen_counts as workspace_unseen_counts
 from activityfeed.store import accounts as account_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
@@ -134,11 +133,6 @@ def catch_up(
     # Everything up to the snapshot's head was read (other members' private events
     # included, which are skipped): the client stands at the head.
     return Delivery(items=items, position=current)
-
-
-def unseen_counts(tx: Tx, *, user_id: str, workspace_ids: Iterable[str]) -> dict[str, int]:
-    """The viewer's unseen count in each workspace (exact, history-independent)."""
-    return workspace_unseen_counts(tx, user_id=user_id, workspace_ids=list(workspace_ids))
 
 
 def stream_workspaces(tx: Tx, *, user_id: str, workspace_id: str) -> dict[str, str]:

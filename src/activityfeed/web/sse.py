@@ -53,6 +53,7 @@ from activityfeed.domain.stream import (
 )
 from activityfeed.errors import TooManyRequests
 from activityfeed.services import stream as stream_service
+from activityfeed.services import workspaces as workspace_service
 from activityfeed.store import notify
 from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Database
@@ -524,7 +525,9 @@ class Broker:
                 for user_id, wss in recount.items()
             }
             fresh = {
-                user_id: stream_service.unseen_counts(tx, user_id=user_id, workspace_ids=wss)
+                user_id: workspace_service.unseen_counts(
+                    tx, user_id=user_id, workspace_ids=sorted(wss)
+                )
                 for user_id, wss in recount.items()
             }
             for job in jobs_allowed:
