@@ -344,3 +344,26 @@ def test_a_member_sees_only_what_is_theirs_to_see(server: Server, page: Any) -> 
     page.get_by_role("button", name=re.compile("^Shared")).click()
     expect(rows(page)).to_have_count(1)
     expect(rows(page)).to_contain_text("yolo-run-0")
+
+
+def test_the_api_reference_renders_from_this_server_alone(server: Server, page: Any) -> None:
+    """``/api/docs`` in Chromium: Swagger UI starts (no script error, no CSP refusal: the
+    ``page`` fixture checks both), lists the API's operations from the OpenAPI document and
+    opens one, while every request to another origin is refused and recorded."""
+    elsewhere: list[str] = []
+
+    def only_here(route: Any) -> None:
+        if route.request.url.startswith(server.base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(server.base + "/api/docs")
+    operation = page.get_by_role("button", name="GET /api/activity List Activity")
+    expect(operation).to_be_visible(timeout=15000)
+    operation.click()
+    expect(page.locator(".parameters").first).to_contain_text("search")
+    assert page.locator(".opblock").count() > 20
+    assert elsewhere == []

@@ -154,6 +154,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("GET", "/settings"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("ANY", "/static"): PUBLIC,
+    ("ANY", "/api/docs/assets"): PUBLIC,
     # ---- accounts and workspaces -----------------------------------------------------------
     ("POST", "/api/auth/logout"): _no_id(
         "ends the caller's own session", "POST", "/api/auth/logout"

@@ -31,6 +31,7 @@ PUBLIC = {
     ("GET", "/settings"),
     ("GET", "/healthz"),
     ("ANY", "/static"),
+    ("ANY", "/api/docs/assets"),
 }
 API_KEY = {("POST", "/api/events")}
 

@@ -5,6 +5,7 @@ escaped on every page. (The same pages in a real browser: tests/e2e/test_browser
 from __future__ import annotations
 
 import dataclasses
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -71,6 +72,8 @@ def _every_kind_of_answer(app: Any, world: World, base: str) -> dict[str, Any]:
             ),
             "api-500": anonymous.get("/api/boom"),
             "openapi": anonymous.get("/api/openapi.json"),
+            "api-docs": anonymous.get("/api/docs"),
+            "api-docs-asset": anonymous.get("/api/docs/assets/swagger-ui-bundle.js"),
             "page": b.get("/activity"),
             "page-422": b.get("/activity", params={"limit": 0}),
             "page-404": b.get("/projects/p_unknown"),
@@ -123,6 +126,33 @@ def test_every_kind_of_answer_carries_the_headers(settings, db, clock, scheme):
     assert statuses["api-429"] == 429
     for name, response in answers.items():
         assert_hardened(response, name, https=scheme == "https")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here
+def test_the_api_reference_page_is_whole_on_this_origin(settings, db, clock):
+    """``/api/docs`` names only same-origin scripts and stylesheets, each served (Swagger
+    UI's own files and our starter), and holds no inline script: the CSP lets it run, and
+    it needs no network beyond this server."""
+    app = create_app(settings, db=db, clock=clock)
+    with TestClient(app) as anonymous:
+        page = anonymous.get("/api/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        html = page.text
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+        assert scripts
+        assert all(body.strip() == "" for _, body in scripts)
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert {u.rsplit(".", 1)[-1] for u in urls} >= {"js", "css"}
+        for url in urls:
+            assert url.startswith("/"), url
+            assert not url.startswith("//"), url
+            got = anonymous.get(url)
+            assert got.status_code == 200, url
+            kinds = {"js": "javascript", "css": "text/css", "svg": "image/svg"}
+            kind = kinds[url.rsplit(".", 1)[-1]]
+            assert kind in got.headers["content-type"], url
+        assert anonymous.get("/api/docs/assets/nothing.js").status_code == 404
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # no database behaviour here

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from activityfeed import __version__
 from activityfeed.config import Settings
 from activityfeed.store.db import Database
-from activityfeed.web import auth_policy, errors, openapi
+from activityfeed.web import apidocs, auth_policy, errors, openapi
 from activityfeed.web.api import (
     activity,
     apikeys,
@@ -71,9 +71,9 @@ def create_app(
         lifespan=lifespan,
         title="Activity Feed",
         version=__version__,
-        docs_url="/api/docs",
+        # Our own page at /api/docs (web/apidocs.py): FastAPI's loads a CDN's scripts.
+        docs_url=None,
         redoc_url=None,
-        # No OAuth2 here; its redirect page is an inline script the CSP would block anyway.
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -103,6 +103,7 @@ def create_app(
         return {"status": "ok"}
 
     openapi.install(app)
+    apidocs.install(app)
 
     # Uploads stream past the JSON body limit and enforce ACTIVITYFEED_MAX_UPLOAD_BYTES.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOAD_PATHS)
