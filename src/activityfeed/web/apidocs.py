@@ -11,7 +11,7 @@ the API's usual authentication.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
@@ -39,11 +39,12 @@ PAGE = f"""<!doctype html>
 
 
 def install(app: FastAPI) -> None:
-    """Add the page and its assets to ``app`` (whose ``docs_url`` must be None)."""
+    """Add the page and its assets to ``app`` (whose ``docs_url`` must be None), as
+    FastAPI adds its own: plain routes, outside the API's schema."""
     assets = StaticFiles(packages=[("fastapi_offline", "static")])
     app.router.routes.append(auth_policy.public_mount(ASSETS, assets, name="api_docs_assets"))
 
-    @app.get(PATH, include_in_schema=False, response_class=HTMLResponse)
-    @auth_policy.accepts(auth_policy.Auth.PUBLIC)
-    def api_docs() -> HTMLResponse:
+    async def api_docs(_: Request) -> HTMLResponse:
         return HTMLResponse(PAGE)
+
+    app.router.routes.append(auth_policy.public_route(PATH, api_docs, name="api_docs"))

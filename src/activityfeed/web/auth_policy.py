@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from activityfeed.errors import NotAuthenticated
@@ -137,6 +137,14 @@ def public_mount(path: str, app: ASGIApp, *, name: str) -> Mount:
     mount = Mount(path, app=app, name=name)
     setattr(mount, ATTRIBUTE, Auth.PUBLIC)
     return mount
+
+
+def public_route(path: str, endpoint: Callable[[Request], Any], *, name: str) -> Route:
+    """A plain GET route (no FastAPI parameters or schema entry) declared public: a
+    static page that holds no data."""
+    route = Route(path, endpoint, methods=["GET"], name=name, include_in_schema=False)
+    setattr(route, ATTRIBUTE, Auth.PUBLIC)
+    return route
 
 
 def install(app: FastAPI) -> None:
