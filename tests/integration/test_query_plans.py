@@ -18,16 +18,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import delete, event
 
+from activityfeed.config import Settings
 from activityfeed.domain.events import ResourceType
 from activityfeed.domain.query import ActivityQuery, Cursor
-from activityfeed.services import activity, workspaces
-from activityfeed.services.bench_history import BenchWorld, ensure_world
+from activityfeed.domain.state import Watermarks
+from activityfeed.services import accounts, activity, workspaces
+from activityfeed.services.bench_history import (
+    USER_EMAIL,
+    USER_PASSWORD,
+    BenchWorld,
+    ensure_world,
+)
 from activityfeed.store import chain as chain_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
+from activityfeed.store.schema import memberships
 
 UNDO = timedelta(hours=1)
 
@@ -194,6 +202,56 @@ def test_a_page_takes_its_keys_from_the_feed_index_and_its_rows_by_key(
         assert re.search(r"Limit.*\n.*Index Only Scan Backward using ix_events_feed", page), page
     [marks_and_head] = plans(db, [s for s in statements if "viewer_marks" in s[0]])
     assert "ux_events_ord" in marks_and_head, marks_and_head
+
+
+def test_the_feed_session_reads_the_marks_and_head_by_index(
+    db: Database, world: BenchWorld
+) -> None:
+    """The page's first statement (``states.select_live_session_for_feed``): the session,
+    its membership, the viewer's watermarks there and the head as one entry of
+    ``ux_events_ord``; the same marks and head as their own statement reads, and none for
+    a workspace the user has left."""
+    settings = Settings(database_url=db.url)
+    now = datetime.now(UTC)
+    with db.write() as tx:
+        signed = accounts.sign_in(
+            tx,
+            email=USER_EMAIL,
+            password=USER_PASSWORD,
+            address="127.0.0.1",
+            now=now,
+            settings=settings,
+        )
+        workspaces.switch_workspace(tx, signed.session, world.team_slug)
+        head_seq, head_ord = event_store.select_head(tx, world.team_id)
+        marks = Watermarks(seen_seq=head_seq, seen_ord=head_ord)
+        state_store.upsert_marks(tx, user_id=world.user_id, workspace_id=world.team_id, marks=marks)
+
+    def resolve() -> Any:
+        with db.read() as tx:
+            return accounts.resolve_session_for_feed(
+                tx, signed.cookie_value, now=now, settings=settings
+            )
+
+    found = run(db, resolve, skip=lambda s: "sessions" not in s)
+    assert len(found) == 1, found
+    assert "ux_events_ord" in found[0], found
+    _, membership, marks_and_head = resolve()
+    assert membership is not None
+    assert membership.workspace.id == world.team_id
+    with db.read() as tx:
+        alone = state_store.select_marks_and_head(
+            tx, user_id=world.user_id, workspace_id=world.team_id
+        )
+    assert marks_and_head == alone == (marks, (head_seq, head_ord))
+    with db.write() as tx:
+        tx.conn.execute(
+            delete(memberships).where(
+                memberships.c.user_id == world.user_id,
+                memberships.c.workspace_id == world.team_id,
+            )
+        )
+    assert resolve()[1:] == (None, None)
 
 
 def test_cursor_page_uses_the_feed_index(db: Database, world: BenchWorld) -> None:

@@ -27,6 +27,11 @@ class Watermarks:
     archived_ord: int = 0
 
 
+#: A viewer's watermarks in a workspace beside the workspace's head (its newest event's
+#: ``seq`` and ``ws_ord``, or 0/0), as one read transaction saw them.
+MarksAndHead = tuple[Watermarks, tuple[int, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class Exception_:
     """A per-event override of the watermark rule (None = no override)."""

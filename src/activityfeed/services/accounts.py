@@ -12,11 +12,13 @@ from activityfeed.config import Settings
 from activityfeed.domain.accounts import Membership, Session, User, Workspace
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.ids import digest, new_id, new_secret
+from activityfeed.domain.state import MarksAndHead
 from activityfeed.domain.workspaces import Role, slugify
 from activityfeed.errors import Conflict, InvalidRequest, NotAuthenticated, TooManyRequests
 from activityfeed.services import passwords
 from activityfeed.services.events import record_event
 from activityfeed.store import accounts as store
+from activityfeed.store import states as state_store
 from activityfeed.store.db import Tx
 
 MAX_EMAIL = 320
@@ -243,15 +245,16 @@ def resolve_session(
     return store.select_live_session(tx, digest(cookie_value), now=now, idle_since=idle_since)
 
 
-def resolve_session_in_workspace(
+def resolve_session_for_feed(
     tx: Tx, cookie_value: str, *, now: datetime, settings: Settings
-) -> tuple[Session, Membership | None] | None:
-    """``resolve_session``, and the user's membership of the session's active workspace
-    (None when they no longer belong to it), read together in one statement."""
+) -> tuple[Session, Membership | None, MarksAndHead | None] | None:
+    """``resolve_session``, the user's membership of the session's active workspace (None
+    when they no longer belong to it), and their watermarks there with the workspace's
+    head (for ``activity.list_activity``), read together in one statement."""
     if not cookie_value or len(cookie_value) > MAX_COOKIE:
         return None
     idle_since = now - timedelta(seconds=settings.session_idle_seconds)
-    return store.select_live_session_in_workspace(
+    return state_store.select_live_session_for_feed(
         tx, digest(cookie_value), now=now, idle_since=idle_since
     )
 

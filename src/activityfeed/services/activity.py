@@ -10,7 +10,7 @@ from activityfeed.domain.accounts import Membership
 from activityfeed.domain.events import Action, Event, EventView, ResourceType
 from activityfeed.domain.profiles import undo_deadline, undoable_changes
 from activityfeed.domain.query import ActivityQuery, Cursor
-from activityfeed.domain.state import Watermarks
+from activityfeed.domain.state import MarksAndHead, Watermarks
 from activityfeed.domain.stream import StateAction
 from activityfeed.errors import InvalidRequest
 from activityfeed.services.accounts import is_storable
@@ -141,15 +141,20 @@ def list_activity(
     q: ActivityQuery,
     now: datetime,
     undo_window: timedelta,
+    marks_and_head: MarksAndHead | None = None,
 ) -> ActivityPage:
     """One page of the viewer's feed, newest first, with ``total`` and ``unseenCount``.
 
     With a cursor the page starts right after it (``page`` is then ignored); without,
     ``page`` counts from 1. ``nextCursor`` is set when more rows follow.
+    ``marks_and_head``: the viewer's watermarks in this workspace and its head, when the
+    caller read them in this transaction already (``accounts.resolve_session_for_feed``).
     """
     ws = membership.workspace.id
     # The head once: the page, the total and the unseen count all start from it.
-    marks, (_, head_ord) = state_store.select_marks_and_head(tx, user_id=viewer_id, workspace_id=ws)
+    if marks_and_head is None:
+        marks_and_head = state_store.select_marks_and_head(tx, user_id=viewer_id, workspace_id=ws)
+    marks, (_, head_ord) = marks_and_head
     offset = 0 if q.cursor else q.offset
     rows = event_store.select_page(
         tx,

@@ -257,10 +257,11 @@ def _session(row: Any) -> Session:
     )
 
 
-#: ``_LIVE_SESSION`` with the user's membership of the session's active workspace, for
-#: the hottest read route (one statement instead of two). Outer joins: a session whose
-#: workspace the user has left is still live; its membership columns are NULL.
-_LIVE_SESSION_IN_WORKSPACE = _LIVE_SESSION.add_columns(
+#: ``_LIVE_SESSION`` with the user's membership of the session's active workspace (the
+#: ``ws_`` columns and ``role``; ``session_in_workspace`` reads them). Outer joins: a
+#: session whose workspace the user has left is still live; its membership columns are
+#: NULL. ``states.select_live_session_for_feed`` adds the viewer's marks to it.
+LIVE_SESSION_IN_WORKSPACE = _LIVE_SESSION.add_columns(
     workspaces.c.id.label("ws_id"),
     workspaces.c.slug.label("ws_slug"),
     workspaces.c.name.label("ws_name"),
@@ -268,7 +269,7 @@ _LIVE_SESSION_IN_WORKSPACE = _LIVE_SESSION.add_columns(
     workspaces.c.created_at.label("ws_created_at"),
     memberships.c.role,
 )
-_LIVE_SESSION_IN_WORKSPACE = _LIVE_SESSION_IN_WORKSPACE.outerjoin(
+LIVE_SESSION_IN_WORKSPACE = LIVE_SESSION_IN_WORKSPACE.outerjoin(
     memberships,
     and_(
         memberships.c.workspace_id == sessions.c.workspace_id,
@@ -277,16 +278,8 @@ _LIVE_SESSION_IN_WORKSPACE = _LIVE_SESSION_IN_WORKSPACE.outerjoin(
 ).outerjoin(workspaces, workspaces.c.id == memberships.c.workspace_id)
 
 
-def select_live_session_in_workspace(
-    tx: Tx, id_hash: str, *, now: datetime, idle_since: datetime
-) -> tuple[Session, Membership | None] | None:
-    """``select_live_session``, and the user's membership of the session's workspace
-    (what ``select_membership(workspace_id=session.workspace_id)`` returns), in one
-    statement."""
-    params = {"id_hash": id_hash, "now": now, "idle_since": idle_since}
-    row = tx.conn.execute(_LIVE_SESSION_IN_WORKSPACE, params).first()
-    if row is None:
-        return None
+def session_in_workspace(row: Any) -> tuple[Session, Membership | None]:
+    """The session and its membership in a row of ``LIVE_SESSION_IN_WORKSPACE``."""
     membership = (
         Membership(workspace=_workspace(row, "ws_"), role=Role(row.role))
         if row.ws_id is not None

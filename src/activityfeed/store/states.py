@@ -12,6 +12,7 @@ See ``activityfeed.domain.state`` for the rule. Invariants kept here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
@@ -33,9 +34,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from activityfeed.domain.accounts import Membership, Session
 from activityfeed.domain.query import ActivityQuery
-from activityfeed.domain.state import Watermarks
+from activityfeed.domain.state import MarksAndHead, Watermarks
 from activityfeed.domain.stream import StateAction
+from activityfeed.store.accounts import LIVE_SESSION_IN_WORKSPACE, session_in_workspace
 from activityfeed.store.db import Tx
 from activityfeed.store.events import (
     HEAD,
@@ -50,6 +53,8 @@ from activityfeed.store.events import (
 from activityfeed.store.schema import (
     event_states,
     events,
+    memberships,
+    sessions,
     stream_changes,
     viewer_marks,
     workspaces,
@@ -104,7 +109,14 @@ def lock_marks_and_head(
 
 
 def _marks_and_head(tx: Tx, user_id: str, workspace_id: str) -> tuple[Watermarks, tuple[int, int]]:
-    row = tx.conn.execute(_MARKS_AND_HEAD, {"user": user_id, "ws": workspace_id}).one()
+    return _marks_and_head_from(
+        tx.conn.execute(_MARKS_AND_HEAD, {"user": user_id, "ws": workspace_id}).one()
+    )
+
+
+def _marks_and_head_from(row: Sequence[Any]) -> tuple[Watermarks, tuple[int, int]]:
+    """The four watermark columns and the head's two (NULLs: none yet, an empty
+    workspace)."""
     marks = (
         Watermarks(seen_seq=row[0], seen_ord=row[1], archived_seq=row[2], archived_ord=row[3])
         if row[0] is not None
@@ -152,6 +164,48 @@ _MARKS_AND_HEAD = select(*_MARKS.selected_columns, _HEAD_ROW.c.seq, _HEAD_ROW.c.
         ),
     ).outerjoin(_HEAD_ROW, true())
 )
+
+
+def _head_of_membership(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    # Correlated to the row's membership: ``HEAD``'s one ``ux_events_ord`` entry.
+    return (
+        select(column)
+        .where(events.c.workspace_id == memberships.c.workspace_id)
+        .order_by(newest_first_in_workspace())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_LIVE_SESSION_FOR_FEED = LIVE_SESSION_IN_WORKSPACE.add_columns(
+    *_MARKS.selected_columns,
+    _head_of_membership(events.c.seq).label("head_seq"),
+    _head_of_membership(events.c.ws_ord).label("head_ord"),
+).outerjoin(
+    viewer_marks,
+    and_(
+        viewer_marks.c.user_id == sessions.c.user_id,
+        viewer_marks.c.workspace_id == memberships.c.workspace_id,
+    ),
+)
+
+
+def select_live_session_for_feed(
+    tx: Tx, id_hash: str, *, now: datetime, idle_since: datetime
+) -> tuple[Session, Membership | None, MarksAndHead | None] | None:
+    """The live session (as ``accounts.select_live_session``), the user's membership of
+    its active workspace (None when they left it), and their watermarks there with the
+    workspace's head (None without the membership): one statement, for the feed page,
+    which would otherwise read the marks and head in a statement of their own. Read in
+    the page's read transaction, so the marks are those of the page's snapshot."""
+    params = {"id_hash": id_hash, "now": now, "idle_since": idle_since}
+    row = tx.conn.execute(_LIVE_SESSION_FOR_FEED, params).first()
+    if row is None:
+        return None
+    session, membership = session_in_workspace(row)
+    if membership is None:
+        return session, None, None
+    return session, membership, _marks_and_head_from(row[-6:])
 
 
 def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) -> None:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Session
+from activityfeed.domain.state import MarksAndHead
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
 from activityfeed.store.db import Database, Tx
@@ -163,14 +164,12 @@ class SessionLookup:
     ctx: Ctx
     cookie: str
 
-    def within_workspace(self, tx: Tx) -> tuple[Session, Membership | None]:
-        """The session, and the user's membership of its active workspace (None when they
-        left it), read in one statement (for ``workspaces.active_workspace``'s
-        ``known``)."""
+    def within_workspace(self, tx: Tx) -> tuple[Session, Membership | None, MarksAndHead | None]:
+        """The session, the user's membership of its active workspace (None when they
+        left it; for ``workspaces.active_workspace``'s ``known``), and their watermarks
+        there with its head (for ``activity.list_activity``), read in one statement."""
         c = self.ctx
-        found = accounts.resolve_session_in_workspace(
-            tx, self.cookie, now=c.now(), settings=c.settings
-        )
+        found = accounts.resolve_session_for_feed(tx, self.cookie, now=c.now(), settings=c.settings)
         if found is None:
             _refuse(self.request)
         self.request.state.auth_kind = "session"

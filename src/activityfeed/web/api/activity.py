@@ -153,7 +153,7 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     window = timedelta(seconds=c.settings.undo_window_seconds)
 
     def read(tx: Tx) -> tuple[Session, ActivityQuery, Membership, activity.ActivityPage | None]:
-        session, active = lookup.within_workspace(tx)
+        session, active, marks_and_head = lookup.within_workspace(tx)
         params: dict[str, list[str]] = {}
         for name, value in request.query_params.multi_items():
             params.setdefault(name, []).append(value)
@@ -161,6 +161,8 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
         membership = workspaces.active_workspace(tx, session, q.owner, known=active)
         if q.is_export:
             return session, q, membership, None
+        if active is None or membership.workspace.id != active.workspace.id:
+            marks_and_head = None  # another workspace (``owner``): read its own
         page = activity.list_activity(
             tx,
             viewer_id=session.user.id,
@@ -168,6 +170,7 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
             q=q,
             now=now,
             undo_window=window,
+            marks_and_head=marks_and_head,
         )
         return session, q, membership, page
 
