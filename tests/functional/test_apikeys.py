@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from activityfeed.domain.ids import digest
 from activityfeed.domain.workspaces import Role
+from activityfeed.store.schema import memberships
 from tests.factories import Browser, event_body, ingest, make_key, make_team, make_user
 
 
@@ -204,6 +206,7 @@ def test_viewer_cannot_create_keys(app, db, clock):
         (b'{"name": 3}', "name"),
         (b'{"name": "x", "scopes": ["admin"]}', "scopes[0]"),
         (b'{"name": "x", "scopes": "events:write"}', "scopes"),
+        (b'{"name": "x", "scopes": []}', "scopes"),
         (b'{"name": "x", "workspace": 5}', "workspace"),
         (b'{"name": "x", "secret": "afk_mine"}', "secret"),
         (b'{"name": "x", "expiresAt": null}', "expiresAt"),
@@ -219,6 +222,7 @@ def test_viewer_cannot_create_keys(app, db, clock):
         "int",
         "bad-scope",
         "scope-string",
+        "no-scopes",
         "workspace-int",
         "own-secret",
         "unknown-field",
@@ -259,6 +263,58 @@ def test_revoke_makes_the_key_useless_at_once(app, client, db, clock):
     [listed] = browser.get("/api/api-keys").json()["apiKeys"]
     assert listed["revokedAt"] == revoked["revokedAt"]
     assert listed["lastUsedAt"] is not None
+
+
+def test_a_removed_members_keys_are_revoked_with_the_removal(app, client, db, clock):
+    """Removing a member (or a member leaving) revokes the keys they made for the team,
+    at once and with an ``api_key`` ``deleted`` event by whoever removed them; other
+    members' keys keep working, and the member's keys elsewhere too."""
+    owner, member, leaver = make_user(db, clock), make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner, [(member, Role.MEMBER), (leaver, Role.ADMIN)])
+    owner_b, member_b, leaver_b = (Browser(app, u.email) for u in (owner, member, leaver))
+    owners_key = create_key(owner_b, workspace=team.slug)
+    members_key = create_key(member_b, workspace=team.slug, name="ci-producer")
+    members_own = create_key(member_b)  # their personal workspace's
+    leavers_key = create_key(leaver_b, workspace=team.slug)
+    for created in (owners_key, members_key, members_own, leavers_key):
+        assert ingest(client, created["secret"], event_body(1)).status_code == 201
+
+    clock.advance(seconds=5)
+    gone = owner_b.delete(f"/api/workspaces/{team.slug}/members/{member.email}")
+    assert gone.status_code == 200, gone.text
+    left = leaver_b.delete(f"/api/workspaces/{team.slug}/members/{leaver.email}")
+    assert left.status_code == 200, left.text
+
+    for created in (members_key, leavers_key):
+        assert_error(ingest(client, created["secret"], event_body(2)), 401, "invalid_api_key")
+    for created in (owners_key, members_own):
+        assert ingest(client, created["secret"], event_body(3)).status_code == 201
+    owner_b.switch(team.slug)
+    listed = {k["id"]: k for k in owner_b.get("/api/api-keys").json()["apiKeys"]}
+    assert listed[members_key["apiKey"]["id"]]["revokedAt"] is not None
+    assert listed[leavers_key["apiKey"]["id"]]["revokedAt"] is not None
+    assert listed[owners_key["apiKey"]["id"]]["revokedAt"] is None
+    revoked = [e for e in key_events(owner_b) if e["action"] == "deleted"]
+    assert [e["resourceId"] for e in revoked] == [members_key["apiKey"]["id"]]
+    assert revoked[0]["actor"]["id"] == owner.id
+    assert revoked[0]["source"]["kind"] == "system"
+    assert "ci-producer" in revoked[0]["description"]
+
+
+def test_a_key_whose_creator_is_no_longer_a_member_is_refused(app, client, db, clock):
+    """A key of someone whose membership is gone without the revocation (a removal from
+    before removals revoked keys) is refused like a revoked one."""
+    owner, member = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner, [(member, Role.MEMBER)])
+    secret = make_key(db, clock, member, team)
+    assert ingest(client, secret, event_body(1)).status_code == 201
+    with db.write() as tx:
+        tx.conn.execute(
+            delete(memberships).where(
+                memberships.c.workspace_id == team.id, memberships.c.user_id == member.id
+            )
+        )
+    assert_error(ingest(client, secret, event_body(2)), 401, "invalid_api_key")
 
 
 def test_revoking_twice_changes_nothing(app, db, clock):

@@ -10,6 +10,8 @@ lock, SQLite's write lock), so the interleaving is the same on every run.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from activityfeed.domain.accounts import User, Workspace
@@ -44,7 +46,7 @@ def _owners(db: Database, team: Workspace) -> list[str]:
 def _remove(db: Database, caller: User, team: Workspace, member: User) -> tuple[User, Role]:
     with db.write() as tx:
         return workspaces.remove_member(
-            tx, user_id=caller.id, user_email=caller.email, slug=team.slug, email=member.email
+            tx, user=caller, slug=team.slug, email=member.email, now=datetime.now(UTC)
         )
 
 
@@ -56,7 +58,7 @@ def _race(
     (caller, member), (other_caller, other_member) = first, second
     with db.write() as tx:
         removed, role = workspaces.remove_member(
-            tx, user_id=caller.id, user_email=caller.email, slug=team.slug, email=member.email
+            tx, user=caller, slug=team.slug, email=member.email, now=datetime.now(UTC)
         )
         assert (removed.id, role) == (member.id, Role.OWNER)
         thread, errors = in_other_tab(lambda: _remove(db, other_caller, team, other_member))

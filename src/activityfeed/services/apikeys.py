@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, User
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.ids import digest, new_id, new_secret
-from activityfeed.errors import Forbidden, NotAuthenticated, NotFound
+from activityfeed.errors import Forbidden, InvalidRequest, NotAuthenticated, NotFound
 from activityfeed.services.accounts import clean_name, is_storable
 from activityfeed.services.events import record_event
 from activityfeed.store import accounts as account_store
@@ -45,8 +45,11 @@ def create_api_key(
     source: SourceKind,
     now: datetime,
 ) -> CreatedKey:
-    """Create a key for the workspace; the secret is returned here and never again."""
+    """Create a key for the workspace with ``scopes`` (at least one); the secret is
+    returned here and never again."""
     name = clean_name(name, field="name", max_length=100, what="A key name")
+    if not scopes:
+        raise InvalidRequest("A key needs at least one scope.", field="scopes")
     if not membership.role.can_write:
         raise Forbidden("Viewers cannot create API keys.")
     secret = KEY_PREFIX + new_secret(30)
@@ -56,7 +59,7 @@ def create_api_key(
         created_by=user.id,
         name=name,
         prefix=secret[:DISPLAY_LENGTH],
-        scopes=tuple(dict.fromkeys(scopes or (Scope.EVENTS_WRITE,))),
+        scopes=tuple(dict.fromkeys(scopes)),
         created_at=now,
         last_used_at=None,
         revoked_at=None,
@@ -135,14 +138,48 @@ def revoke_api_key(tx: Tx, *, user: User, key_id: str, source: SourceKind, now: 
     return revoked
 
 
-def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
-    """The live key behind a bearer secret that carries ``scope``.
+def revoke_keys_of_departed(
+    tx: Tx, *, workspace_id: str, creator: User, by: User, now: datetime
+) -> list[ApiKey]:
+    """Revoke the live keys ``creator`` made for the workspace they no longer belong to
+    (``workspaces.remove_member``, in its transaction), each with its ``api_key``
+    ``deleted`` event by ``by`` (who removed them, or themselves when they left): a key
+    writes only for a member."""
+    revoked = []
+    for key in store.select_api_keys(tx, workspace_id=workspace_id):
+        if key.created_by != creator.id or not store.revoke_api_key(tx, key.id, now):
+            continue
+        record_event(
+            tx,
+            EventDraft(
+                workspace_id=workspace_id,
+                resource_type=ResourceType.API_KEY,
+                action=Action.DELETED,
+                resource_id=key.id,
+                resource_name=key.name,
+                actor=_actor(by),
+                source=Source(kind=SourceKind.SYSTEM),
+                description=f"Revoked API key {key.name}: its creator left the workspace",
+                metadata={"prefix": key.prefix, "revoked": True, "creatorLeft": True},
+            ),
+            now=now,
+        )
+        revoked.append(key)
+    return revoked
 
-    Raises ``NotAuthenticated`` (``invalid_api_key``) for an unknown or revoked key and
-    ``Forbidden`` (``insufficient_scope``) for one without the scope.
+
+def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
+    """The live key behind a bearer secret that carries ``scope``, whose creator is
+    still a member of its workspace.
+
+    Raises ``NotAuthenticated`` (``invalid_api_key``) for an unknown or revoked key, or
+    one whose creator has left the workspace (removal revokes their keys; this also
+    covers keys of members removed before it did), and ``Forbidden``
+    (``insufficient_scope``) for one without the scope.
     """
-    key = store.select_api_key_by_hash(tx, digest(secret)) if secret else None
-    if key is None or key.revoked_at is not None:
+    found = store.select_api_key_by_hash(tx, digest(secret)) if secret else None
+    key, creator_is_member = found if found is not None else (None, False)
+    if key is None or key.revoked_at is not None or not creator_is_member:
         raise NotAuthenticated("The API key is unknown or revoked.", code="invalid_api_key")
     if scope not in key.scopes:
         raise Forbidden(f"The API key lacks the '{scope.value}' scope.", code="insufficient_scope")

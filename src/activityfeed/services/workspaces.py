@@ -10,6 +10,7 @@ from activityfeed.domain.accounts import Membership, Session, User, Workspace
 from activityfeed.domain.ids import new_id
 from activityfeed.domain.workspaces import Role
 from activityfeed.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from activityfeed.services import apikeys
 from activityfeed.services.accounts import clean_name, is_storable, normalise_email, unique_slug
 from activityfeed.store import accounts as store
 from activityfeed.store import events as event_store
@@ -107,11 +108,10 @@ def _address_or_none(email: str) -> str | None:
         return None
 
 
-def remove_member(
-    tx: Tx, *, user_id: str, user_email: str, slug: str, email: str
-) -> tuple[User, Role]:
+def remove_member(tx: Tx, *, user: User, slug: str, email: str, now: datetime) -> tuple[User, Role]:
     """Take a member out of a team workspace: owners and admins remove others, anyone
-    may leave. Only an owner removes an owner, and the last owner stays.
+    may leave. Only an owner removes an owner, and the last owner stays. The member's
+    API keys for the workspace are revoked (``apikeys.revoke_keys_of_departed``).
 
     The checks run in an order that reveals nothing to whom they refuse: the workspace
     (404 for unknown and foreign alike), then the caller's right, and only then whether
@@ -120,6 +120,7 @@ def remove_member(
     check (``web.sse``), and their seen/archived state stays for a return. Returns the
     removed member with the role they had.
     """
+    user_id, user_email = user.id, user.email
     mine = access_workspace(tx, user_id=user_id, slug=slug)
     if mine.workspace.is_personal:
         raise InvalidRequest(
@@ -149,6 +150,9 @@ def remove_member(
             code="last_owner",
         )
     store.delete_membership(tx, workspace_id=mine.workspace.id, user_id=member.id)
+    apikeys.revoke_keys_of_departed(
+        tx, workspace_id=mine.workspace.id, creator=member, by=user, now=now
+    )
     personal = store.select_personal_workspace(tx, member.id)
     if personal is not None:
         store.move_sessions(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 
 from activityfeed.domain.accounts import ApiKey, Scope
 from activityfeed.store.db import Tx
-from activityfeed.store.schema import api_keys
+from activityfeed.store.schema import api_keys, memberships
 
 
 def _key(row: Any) -> ApiKey:
@@ -41,9 +41,21 @@ def insert_api_key(tx: Tx, key: ApiKey, *, secret_hash: str) -> None:
     )
 
 
-def select_api_key_by_hash(tx: Tx, secret_hash: str) -> ApiKey | None:
-    row = tx.conn.execute(select(api_keys).where(api_keys.c.secret_hash == secret_hash)).first()
-    return _key(row) if row else None
+def select_api_key_by_hash(tx: Tx, secret_hash: str) -> tuple[ApiKey, bool] | None:
+    """The key with that secret, and whether its creator is a member of its workspace."""
+    is_member = memberships.c.user_id.is_not(None).label("creator_is_member")
+    row = tx.conn.execute(
+        select(api_keys, is_member)
+        .outerjoin(
+            memberships,
+            and_(
+                memberships.c.workspace_id == api_keys.c.workspace_id,
+                memberships.c.user_id == api_keys.c.created_by,
+            ),
+        )
+        .where(api_keys.c.secret_hash == secret_hash)
+    ).first()
+    return (_key(row), bool(row.creator_is_member)) if row else None
 
 
 def select_api_key(tx: Tx, key_id: str) -> ApiKey | None:

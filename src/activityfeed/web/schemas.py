@@ -82,7 +82,9 @@ class ArchiveRequest(Wire):
 
 class ApiKeyCreate(Wire):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    scopes: Annotated[list[Scope], Field(max_length=10)] = [Scope.EVENTS_WRITE]
+    # At least one: an empty list would make a key that can do nothing (it once became
+    # events:write, a right the caller had not asked for). Omitted: events:write.
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=10)] = [Scope.EVENTS_WRITE]
     workspace: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 

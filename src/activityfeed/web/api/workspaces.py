@@ -88,7 +88,7 @@ def remove_member(
     """Remove a member (owners and admins), or leave (anyone); see docs/api.md."""
     with c.db.write() as tx:
         member, role = workspaces.remove_member(
-            tx, user_id=session.user.id, user_email=session.user.email, slug=slug, email=email
+            tx, user=session.user, slug=slug, email=email, now=c.now()
         )
     return {"member": {"email": member.email, "role": role.value}}
 
