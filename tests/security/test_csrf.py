@@ -34,6 +34,8 @@ RIGHT = "<right token>"
 FORGERIES = [
     ("missing-token", None, {}),
     ("wrong-token", "wrong-token", {}),
+    # Non-ASCII: once a TypeError in the comparison, so a 500 instead of a 403.
+    ("non-ascii-token", "tökén-☃", {}),
     ("cross-site", RIGHT, {"Sec-Fetch-Site": "cross-site"}),
     ("foreign-origin", RIGHT, {"Origin": "https://evil.example"}),
     ("null-origin", RIGHT, {"Origin": "null"}),
@@ -73,12 +75,13 @@ def send(
         if token is not None and (not on_api or form_on_json):
             fields["csrf_token"] = token
         elif token is not None:
-            headers["X-CSRF-Token"] = token
+            headers["X-CSRF-Token"] = token.encode()
         return client.request(
             method, url, data=fields, files=files, headers=headers, follow_redirects=False
         )
     if token is not None:
-        headers["X-CSRF-Token"] = token
+        # Bytes: a header's value as it travels (UTF-8 here), whatever its characters.
+        headers["X-CSRF-Token"] = token.encode()
     return client.request(method, url, json=call.json, headers=headers, follow_redirects=False)
 
 

@@ -213,7 +213,9 @@ def _refuse(request: Request) -> NoReturn:
 
 
 def check_csrf(session: Session, token: str | None) -> None:
-    if not token or not hmac.compare_digest(token, session.csrf_token):
+    # As bytes: ``compare_digest`` refuses a str with non-ASCII characters (a TypeError,
+    # which would be a 500 for a token the client made up).
+    if not token or not hmac.compare_digest(token.encode(), session.csrf_token.encode()):
         raise Forbidden(
             "The CSRF token is missing or wrong; reload the page and try again.",
             code="csrf_failed",
