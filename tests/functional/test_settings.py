@@ -143,6 +143,24 @@ def test_settings_events_are_private_to_the_actor(app, db, clock, alice):
     assert_error(undo(other_browser, event_id), 404, "not_found")
 
 
+def test_undoing_a_teammates_visible_event_is_404(app, db, clock, alice):
+    """PRODUCT.md: undoing another user's event → 404, even an event the caller sees
+    (a teammate's project in the team's feed), with the unknown id's message."""
+    user, browser = alice
+    other = make_user(db, clock)
+    team = make_team(db, clock, user, [(other, Role.MEMBER)])
+    browser.switch(team.slug)
+    assert browser.post("/api/projects", json={"name": "p1"}).status_code == 201
+    other_browser = Browser(app, other.email)
+    other_browser.switch(team.slug)
+    [event] = other_browser.activity(resourceType="project")["events"]
+    theirs = assert_error(undo(other_browser, event["id"]), 404, "not_found")
+    unknown = assert_error(undo(other_browser, "e_" + "0" * 26), 404, "not_found")
+    assert theirs == unknown
+    # Their own project event is theirs, and not undoable: 409.
+    assert_error(undo(browser, event["id"]), 409, "undo_not_supported")
+
+
 def test_patch_that_changes_nothing_records_nothing(db, alice):
     _, browser = alice
     patch(browser, {"timezone": "Asia/Tokyo"})

@@ -167,8 +167,8 @@ def undo_settings_change(
     """Revert the caller's settings change ``event_id`` and record the revert as an event.
 
     The new event's metadata holds the reverted ``changes`` and ``undoOf``. Raises
-    ``NotFound`` for an unknown id or one the caller cannot see (another user's settings
-    event), ``UndoNotSupported`` for any other kind of event, ``AlreadyUndone``,
+    ``NotFound`` for an unknown id, one the caller cannot see, and another user's event
+    (even a visible one), ``UndoNotSupported`` for any other kind of event, ``AlreadyUndone``,
     ``UndoExpired`` after the window, and ``UndoConflict`` when a field it changed has
     been changed again since (nothing is overwritten).
     """
@@ -177,17 +177,20 @@ def undo_settings_change(
         if len(event_id) <= MAX_EVENT_ID_LENGTH
         else None
     )
-    if event is None or (
-        account_store.select_membership(tx, user_id=user.id, workspace_id=event.workspace_id)
+    if (
+        event is None
+        or (event.actor is not None and event.actor.id != user.id)
+        or account_store.select_membership(tx, user_id=user.id, workspace_id=event.workspace_id)
         is None
     ):
+        # Another user's event, even one the caller sees in a team, is "not yours"
+        # (PRODUCT.md: 404), like an unknown or foreign id.
         raise NotFound("No event of yours has that id.")
     changes = p.undoable_changes(event.metadata)
     if (
         event.resource_type is not ResourceType.SETTINGS
         or event.action is not Action.UPDATED
         or event.actor is None
-        or event.actor.id != user.id
         or changes is None
     ):
         raise UndoNotSupported()
