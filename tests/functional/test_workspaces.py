@@ -359,6 +359,39 @@ def test_removing_from_unknown_foreign_or_personal_workspaces(app, db, clock):
     assert team.slug in workspaces_of(Browser(app, owner.email))
 
 
+def test_an_export_checks_access_again_where_it_reads(app, client, db, clock, monkeypatch):
+    """``GET /api/activity?export=true`` reads its rows in a transaction of its own: a
+    removal committed after the request's first access check (and an event recorded
+    after it) gives the removed member a 404, not a download holding that event."""
+    from activityfeed.services import workspaces as workspace_service
+    from activityfeed.web.api import activity as activity_api
+
+    owner, member = make_user(db, clock), make_user(db, clock)
+    team = make_team(db, clock, owner, [(member, Role.MEMBER)])
+    secret = make_key(db, clock, owner, team)
+    assert ingest(client, secret, event_body(1, resourceName="before")).status_code == 201
+    member_browser = Browser(app, member.email)
+    member_browser.switch(team.slug)
+    assert (
+        len(member_browser.get("/api/activity", params={"export": "true"}).json()["activity"]) == 1
+    )
+    checked = workspace_service.active_workspace
+
+    def removed_right_after(*args: Any, **kwargs: Any) -> Any:
+        found = checked(*args, **kwargs)
+        with db.write() as tx:
+            workspace_service.remove_member(
+                tx, user=owner, slug=team.slug, email=member.email, now=clock()
+            )
+        assert ingest(client, secret, event_body(2, resourceName="after")).status_code == 201
+        return found
+
+    monkeypatch.setattr(activity_api.workspaces, "active_workspace", removed_right_after)
+    response = member_browser.get("/api/activity", params={"export": "true"})
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
+
+
 def test_a_removed_member_added_again_keeps_their_marks(app, client, db, clock):
     """Seen marks are the member's own and come back with the membership."""
     owner, member = make_user(db, clock), make_user(db, clock)

@@ -5,6 +5,7 @@ Browser session only: an API key gets 401 ``browser_session_required``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -193,9 +194,14 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
             "owner": membership.workspace.slug,
             "filters": q.filters(),
         }
-        yield (json.dumps(head)[:-1] + ', "activity": [').encode()
         first = True
         with c.db.read() as tx:
+            # The rows come from this transaction, not the check's above: check again in
+            # it, so that a member removed in between gets a 404, not what came after.
+            workspaces.access_workspace(
+                tx, user_id=session.user.id, workspace_id=membership.workspace.id
+            )
+            yield (json.dumps(head)[:-1] + ', "activity": [').encode()
             batch: list[str] = []
             for view in activity.export_activity(
                 tx,
@@ -214,8 +220,12 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
         yield b"]}\n"
 
     filename = f"activity-{membership.workspace.slug}-{now.date().isoformat()}.json"
+    chunks = stream()
+    # Its first chunk here, before the answer starts: the access check in the export's
+    # own transaction can still answer 404.
+    opening = next(chunks)
     download = StreamingResponse(
-        stream(),
+        itertools.chain([opening], chunks),
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
