@@ -584,6 +584,24 @@ def test_a_replay_may_spell_the_same_instant_differently(world, clock):
     assert _count(world) == 1
 
 
+@pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_replay_at_an_instant_past_the_calendar_is_another_payload(world, occurred_at):
+    """A stored key skips the occurredAt bounds, so a replay may carry an instant that
+    has no UTC time (year 10000, year 0): it is not the recorded event, so the key is
+    ``idempotency_key_reused``, never a crash."""
+    assert ingest(world.client, world.secret, event_body(1, idempotencyKey="k1")).status_code == 201
+    response = ingest(
+        world.client, world.secret, event_body(1, idempotencyKey="k1", occurredAt=occurred_at)
+    )
+    assert_error(response, 422, "idempotency_key_reused", "idempotencyKey")
+    # Without a stored key the same instant is simply out of bounds.
+    response = ingest(
+        world.client, world.secret, event_body(1, idempotencyKey="k2", occurredAt=occurred_at)
+    )
+    assert_error(response, 422, "invalid_request", "occurredAt")
+    assert _count(world) == 1
+
+
 def test_the_same_key_with_another_payload_is_refused(world):
     assert ingest(world.client, world.secret, event_body(1, idempotencyKey="k1")).status_code == 201
     response = ingest(

@@ -225,6 +225,9 @@ def payload_hash(item: IngestItem, metadata: Any) -> str:
     values would let whoever reads the table confirm a guessed secret offline. Two
     payloads that differ only in a redacted value store the same event, so they are
     the same payload here too.
+
+    Never raises for ``occurred_at``: a replay of a stored key is hashed without the
+    bounds check, so it may carry any instant ``datetime`` can hold.
     """
     body = {
         "resourceType": item.resource_type,
@@ -233,10 +236,20 @@ def payload_hash(item: IngestItem, metadata: Any) -> str:
         "resourceName": item.resource_name,
         "description": item.description,
         "metadata": metadata,
-        # The instant, not its spelling: "+02:00" and "Z" forms of one moment are equal.
-        "occurredAt": item.occurred_at.astimezone(UTC).isoformat() if item.occurred_at else None,
+        "occurredAt": _instant(item.occurred_at) if item.occurred_at else None,
     }
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+def _instant(occurred_at: datetime) -> str:
+    # The instant, not its spelling: "+02:00" and "Z" forms of one moment are equal.
+    try:
+        return occurred_at.astimezone(UTC).isoformat()
+    except OverflowError:
+        # Its UTC time falls before year 1 or after 9999, so no stored event has it (a
+        # stored occurredAt passed the bounds). Its own spelling has a non-zero offset,
+        # so it hashes unlike every stored "+00:00" one: a replay is idempotency_key_reused.
+        return occurred_at.isoformat()
 
 
 # Wire value -> member, looked up per item without the Enum call's exception path.
