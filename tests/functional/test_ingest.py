@@ -429,6 +429,27 @@ def test_oversized_metadata_is_422(world, settings):
     assert _count(world) == 0
 
 
+def test_the_metadata_limit_counts_utf8_bytes_of_compact_json(world, settings):
+    """The limit is on the UTF-8 bytes of compact JSON (no ``\\u00e9`` escapes), as a
+    producer measures it, and a refusal reports that same size."""
+
+    def size(metadata: dict[str, Any]) -> int:
+        return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+
+    # '{"note":"' and '"}' around the text: the limit exactly, in two-byte characters.
+    fits = {"note": "é" * ((settings.max_metadata_bytes - 11) // 2) + "x"}
+    assert size(fits) == settings.max_metadata_bytes
+    response = ingest(world.client, world.secret, event_body(1, metadata=fits))
+    assert response.status_code == 201, response.text[:300]
+    assert response.json()["event"]["metadata"] == fits
+    assert world.viewer.activity()["events"][0]["metadata"] == fits
+    over = {"note": fits["note"] + "x"}
+    response = ingest(world.client, world.secret, event_body(2, metadata=over))
+    error = assert_error(response, 422, "invalid_request", "metadata")
+    assert f"this has {size(over)}." in error["message"]
+    assert _count(world) == 1
+
+
 def _nested(levels: int) -> str:
     """An event whose metadata is ``levels`` objects deep, as JSON text."""
     metadata = '{"a":' * (levels - 1) + '{"leaf": 1}' + "}" * (levels - 1)

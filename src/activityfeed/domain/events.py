@@ -142,9 +142,9 @@ class EventDraft:
     occurred_at: datetime | None = None
     idempotency_key: str | None = None
     payload_hash: str | None = None
-    #: ``metadata`` already serialised as compact JSON (``separators=(",", ":")``) by a
-    #: caller that had to serialise it anyway (ingestion measures it); the store writes
-    #: it as is instead of serialising again. None: the store serialises ``metadata``.
+    #: ``metadata`` already serialised as the store would (compact, not ASCII-escaped)
+    #: by a caller that had to serialise it anyway (ingestion measures it); the store
+    #: writes it as is instead of serialising again. None: the store serialises it.
     metadata_json: str | None = field(default=None, compare=False, repr=False)
 
     @property

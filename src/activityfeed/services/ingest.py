@@ -124,8 +124,9 @@ def _check_text(text: str, where: str) -> None:
 
 
 #: Compact JSON, built once (``json.dumps`` with options builds an encoder per call).
-_compact = json.JSONEncoder(separators=(",", ":")).encode
-_compact_lenient = json.JSONEncoder(separators=(",", ":"), default=str).encode
+#: Not ASCII-escaped: the metadata limit is on UTF-8 bytes, as a producer counts them.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_compact_lenient = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
@@ -135,10 +136,12 @@ def _checked_metadata(
     """The metadata to store, checked and redacted, and its compact JSON text when that
     is what the store would write (None: let the store serialise it).
 
+    The size is the UTF-8 length of compact JSON without ASCII escapes (what
+    ``json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()`` gives).
     One walk checks the depth and looks for secret keys; one ``json.dumps`` measures the
-    size and, when nothing needs redacting, is the stored text. NUL characters and lone
-    surrogates always show in that text as ``\\u0000`` / ``\\udXXX`` escapes; only
-    then is the exact, slower check run (it names the problem).
+    size and, when nothing needs redacting, is the stored text. A NUL character always
+    shows in that text as a ``\\u0000`` escape and a lone surrogate makes it unencodable;
+    only then is the exact, slower check run (it names the problem).
     """
     if not metadata:
         # "{}" is 2 bytes: within any limit; a fresh dict so no caller shares ours.
@@ -152,10 +155,15 @@ def _checked_metadata(
         # Not plain JSON (an in-process caller's value): measured as before, and the
         # store serialises (and refuses) it as it always did.
         text, stored = _compact_lenient(metadata), None
-    if "\\u0000" in text or "\\ud" in text:
+    if "\\u0000" in text:
         _check_json(metadata, where, max_depth=MAX_METADATA_DEPTH)
-    # ASCII (json.dumps escapes everything else), so characters are bytes.
-    size = len(text)
+    try:
+        size = len(text) if text.isascii() else len(text.encode())
+    except UnicodeEncodeError:
+        # Only a lone surrogate has no UTF-8 form: the exact check names it. (One inside
+        # a non-JSON value's ``str`` passes it, and the store refuses that value.)
+        _check_json(metadata, where, max_depth=MAX_METADATA_DEPTH)
+        size = len(text.encode(errors="surrogatepass"))
     if size > max_bytes:
         raise InvalidRequest(
             f"{where}: at most {max_bytes} bytes of metadata; this has {size}.", field=where

@@ -223,9 +223,10 @@ _SQLITE_INSERT = (
 
 
 def _compact_json(value: Any) -> str:
-    """The JSON text a metadata column stores (what SQLAlchemy's JSON type would bind,
-    without the spaces)."""
-    return json.dumps(value, separators=(",", ":"))
+    """The JSON text a metadata column stores: compact and not ASCII-escaped, the text
+    ingestion measures against the metadata limit (and may hand over as
+    ``EventDraft.metadata_json``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _checked_utc(value: datetime) -> datetime:
