@@ -413,6 +413,32 @@ def test_an_api_key_in_a_metadata_value_is_redacted(world):
     assert world.secret not in json.dumps(event)
 
 
+def test_an_api_key_in_a_metadata_key_name_is_redacted_and_nothing_is_lost(world):
+    """Key names are text too: an API key or bearer token in one is redacted as in a
+    value. Names that then coincide, with each other or with a name sent as it is, are
+    numbered in order, so every member is kept."""
+    other = "afk_" + "B" * 40
+    metadata = {
+        world.secret: 1,
+        f"run {other} used": 2,
+        "[redacted]": 3,
+        "usage": {f"Bearer {other}": 4, "[redacted] (2)": 5, other: 6},
+    }
+    response = ingest(world.client, world.secret, event_body(1, metadata=metadata))
+    assert response.status_code == 201, response.text
+    assert world.secret not in response.text
+    assert other not in response.text
+    got = response.json()["event"]["metadata"]
+    assert got == {
+        "[redacted] (2)": 1,
+        "run [redacted] used": 2,
+        "[redacted]": 3,
+        "usage": {"[redacted]": 4, "[redacted] (2)": 5, "[redacted] (3)": 6},
+    }
+    assert list(got) == ["[redacted] (2)", "run [redacted] used", "[redacted]", "usage"]
+    assert world.viewer.activity()["events"][0]["metadata"] == got
+
+
 def test_metadata_absent_or_null_is_an_empty_object(world):
     events = world.send([event_body(1), event_body(2, metadata=None), event_body(3, metadata={})])
     assert [e["metadata"] for e in events] == [{}, {}, {}]

@@ -213,12 +213,19 @@ def _walk(item: dict[str, Any] | list[Any], levels_below: int) -> bool:
 
 def redact(value: Any) -> Any:
     """``value`` with the values of secret-looking keys, and API keys or bearer tokens
-    inside strings, replaced by ``[redacted]``."""
+    inside strings, key names included, replaced by ``[redacted]``.
+
+    Every member is kept: a redacted key name that equals another name of its object
+    gets the first free " (2)", " (3)"... in the object's order.
+    """
     if isinstance(value, dict):
-        return {
+        out = {
             k: (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v))
             for k, v in value.items()
         }
+        if any(isinstance(k, str) and SECRET_VALUE.search(k) for k in out):
+            return _redact_names(out)
+        return out
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str) and SECRET_VALUE.search(value):
@@ -226,12 +233,32 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _redact_names(members: dict[Any, Any]) -> dict[Any, Any]:
+    def is_secret_name(name: Any) -> bool:
+        return isinstance(name, str) and SECRET_VALUE.search(name) is not None
+
+    # Names sent as they are keep their members; only redacted names are numbered, so
+    # the result does not depend on where the producer put a plain "[redacted]".
+    taken = {name for name in members if not is_secret_name(name)}
+    out: dict[Any, Any] = {}
+    for name, member in members.items():
+        if is_secret_name(name):
+            base = SECRET_VALUE.sub(REDACTED, name)
+            name, n = base, 1
+            while name in taken:
+                n += 1
+                name = f"{base} ({n})"
+            taken.add(name)
+        out[name] = member
+    return out
+
+
 def payload_hash(item: IngestItem, metadata: Any) -> str:
     """What a retry under the same idempotency key must repeat, as a SHA-256.
 
     ``metadata`` is the metadata as stored, secrets redacted: a hash over the secret
     values would let whoever reads the table confirm a guessed secret offline. Two
-    payloads that differ only in a redacted value store the same event, so they are
+    payloads that differ only in a redacted text store the same event, so they are
     the same payload here too.
 
     Never raises for ``occurred_at``: a replay of a stored key is hashed without the
