@@ -477,6 +477,24 @@ def test_extreme_dates_never_crash(world):
     assert wide["total"] == 1
 
 
+def test_a_range_on_the_last_representable_day_is_counted(world, clock):
+    """The day counts round a start up to the next midnight; on 9999-12-31 there is none."""
+    world.send([event_body(1)])
+    since = iso(clock.current - timedelta(days=1))
+    for params, total in (
+        ({"start": "9999-12-31T12:00:00Z"}, 0),
+        ({"start": "9999-12-31T06:00:00Z", "end": "9999-12-31T12:00:00Z"}, 0),
+        ({"start": "2000-01-01", "end": "9999-12-31T12:00:00Z"}, 1),
+        ({"start": since, "end": "9999-12-31T12:00:00Z"}, 1),
+        ({"start": since, "end": "9999-12-30"}, 1),
+    ):
+        for archived in ("false", "true"):
+            query = dict(params, archived=archived)
+            response = world.viewer.get("/api/activity", params=query)
+            assert response.status_code == 200, (query, response.text)
+            assert response.json()["total"] == (total if archived == "false" else 0), query
+
+
 # ---- resourceType and action filters -----------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from itertools import product
 from typing import Any, NamedTuple
@@ -875,7 +875,7 @@ def _count_visible_in(shape: _TotalShape) -> ColumnElement[Any]:
         )
 
     if shape.direct_only:
-        return direct("start", "end")
+        return direct("start", "end" if shape.has_end else None)
     # Without a type or action filter, the day's totals: a row or two a day, where the
     # counts by type and action hold about forty.
     counts = event_day_counts if shape.has_types or shape.has_actions else event_day_totals
@@ -990,9 +990,12 @@ def _fast_total_statement(
     if side is None:
         return None
     start, end = q.start, q.end
-    first = _day_start(start, up=True) if start is not None else None
+    # No midnight follows a start on 9999-12-31, the last day ``datetime`` holds, so no
+    # whole day lies in the range: it is counted in the feed index alone.
+    on_last_day = start is not None and start.date() == date.max
+    first = _day_start(start, up=True) if start is not None and not on_last_day else None
     last = _day_start(end, up=False) if end is not None else None
-    direct_only = first is not None and last is not None and first >= last
+    direct_only = on_last_day or (first is not None and last is not None and first >= last)
     if first is not None:
         params["first"] = first
         params["first_day"] = first.strftime("%Y-%m-%d")
