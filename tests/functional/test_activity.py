@@ -287,6 +287,50 @@ def test_search_matches_name_type_and_description_case_insensitively(world):
     assert world.viewer.activity(search="")["total"] == 10
 
 
+# Letters that look like others (ruff's RUF001 would flag them written out).
+DOTLESS_I = "\N{LATIN SMALL LETTER DOTLESS I}"
+LONG_S = "\N{LATIN SMALL LETTER LONG S}"
+MICRO = "\N{MICRO SIGN}"
+CAPITAL_SIGMA, SMALL_SIGMA = "\N{GREEK CAPITAL LETTER SIGMA}", "\N{GREEK SMALL LETTER SIGMA}"
+CAPITAL_MU, SMALL_MU = "\N{GREEK CAPITAL LETTER MU}", "\N{GREEK SMALL LETTER MU}"
+
+
+def test_short_searches_match_only_the_same_letter_in_another_case(world):
+    """Dotless i, long s and the micro sign upper-case to 'I', 'S' and Greek capital mu,
+    but are other letters: a short search finds only the letter it names."""
+    turkish = f"k{DOTLESS_I}rm{DOTLESS_I}z{DOTLESS_I}-model"
+    long_s = f"{LONG_S}tra\N{LATIN SMALL LETTER SHARP S}e-{LONG_S}et"
+    micro = f"{MICRO}m-scale"
+    greek = f"{CAPITAL_SIGMA}-{SMALL_MU}-sum"
+    names = (turkish, "mini-bike", long_s, "street", micro, greek)
+    sent = world.send(
+        [
+            event_body(n, resourceType="model", action="created", resourceName=name)
+            for n, name in enumerate(names)
+        ]
+    )
+    by_id = {e["id"]: e["resourceName"] for e in sent}
+
+    def found(term: str) -> set[str]:
+        return {by_id[i] for i in ids(world.viewer.activity(search=term, limit=100))}
+
+    for term in (DOTLESS_I, f"m{DOTLESS_I}", f"{DOTLESS_I}rm", f"K{DOTLESS_I}"):
+        assert found(term) == {turkish}, term
+    # SQLite's trigrams fold long s into 's' and the micro sign into mu from three
+    # characters on, where PostgreSQL does not; below three, both keep them apart.
+    for term in (LONG_S, f"{LONG_S}t", f"{LONG_S}T"):
+        assert found(term) == {long_s}, term
+    for term in (MICRO, f"{MICRO}m", f"{MICRO}M"):
+        assert found(term) == {micro}, term
+    # Letters that really have another case still find it, and only it.
+    assert found("I") == {"mini-bike"}
+    assert found("MI") == {"mini-bike"}
+    assert found("St") == {"street"}
+    assert found(SMALL_SIGMA) == {greek}
+    assert found(CAPITAL_MU) == {greek}
+    assert found(f"{SMALL_SIGMA}-{CAPITAL_MU}") == {greek}
+
+
 SPECIAL_SEARCHES = [
     ("%", {"100%_done"}),
     ("_", {"100%_done"}),

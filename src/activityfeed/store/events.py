@@ -444,8 +444,14 @@ def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
         # every match, in every workspace and year, by primary key).
         return (events.c.seq + 0).in_(fts.scalar_subquery()), False
     # SQLite's LIKE folds ASCII letters only; spell out the other letters' cases (one or
-    # two characters make a handful of patterns).
-    cases = [sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1}) for c in search]
+    # two characters make a handful of patterns). Only a variant that lower-cases to the
+    # same letter is one: dotless i (U+0131), long s (U+017F) and the micro sign (U+00B5)
+    # upper-case to 'I', 'S' and Greek capital mu, other letters, and the 'I' would match
+    # every 'i' (ILIKE and the trigrams keep the dotless i apart).
+    cases = [
+        sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1 and v.lower() == c.lower()})
+        for c in search
+    ]
     patterns = sorted({f"%{_escape_like(''.join(p))}%" for p in product(*cases)})
     return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns)), False
 
