@@ -483,6 +483,30 @@ def test_start_and_end_with_dates_and_datetimes(world, clock):
     assert runs(start="", end="") == ["run-1", "run-2", "run-3", "run-4", "run-5"]
 
 
+def test_a_date_only_bound_is_written_yyyy_mm_dd(world, clock):
+    """Python also reads '20260310' and '2026-W11-2' as dates, and would read them as
+    midnight instants; a date alone must be written 2026-03-10, or it is refused."""
+    base = datetime(2026, 3, 10, tzinfo=UTC)
+    clock.current = base + timedelta(days=5)
+    sent = world.send([event_body(1, occurredAt=iso(base + timedelta(hours=12)))])
+    assert ids(world.viewer.activity(start="2026-03-10", end="2026-03-10")) == [sent[0]["id"]]
+    for name, value in (
+        ("end", "20260310"),
+        ("end", "2026-W11-2"),
+        ("end", "2026W112"),
+        ("to", "2026-W11"),
+        ("start", "20260310"),
+        ("from", "2026-W11-2"),
+    ):
+        params = {name: value}
+        if name in ("end", "to"):
+            params["start"] = "2026-03-01"
+        response = world.viewer.get("/api/activity", params=params)
+        assert_error(response, 422, "invalid_request", name, case=params)
+    # A date-time is an instant whichever way its date is written.
+    assert ids(world.viewer.activity(start="20260310T120000Z")) == [sent[0]["id"]]
+
+
 BAD_DATES = [
     ({"start": "yesterday"}, "start"),
     ({"start": "2026-02-30"}, "start"),

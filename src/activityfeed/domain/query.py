@@ -135,14 +135,20 @@ def parse_int(value: str, name: str, *, low: int, high: int) -> int:
 
 
 def parse_instant(value: str, name: str, *, is_end: bool) -> datetime:
-    """An ISO date or datetime. A date-only end includes its whole day (so is exclusive
-    at the next midnight); a datetime without an offset is taken as UTC."""
+    """An ISO date (``YYYY-MM-DD``) or datetime. A date-only end includes its whole day
+    (so is exclusive at the next midnight); a datetime without an offset is taken as UTC.
+    A date alone in another form ("20260131", "2026-W05-6") raises ``InvalidRequest``."""
     text = value.strip()
     try:
         if _DATE_ONLY.match(text):
             day = date.fromisoformat(text)
             moment = datetime.combine(day, time.min, tzinfo=UTC)
             return moment + timedelta(days=1) if is_end else moment
+        if _is_date(text):
+            # Python also reads the basic and week forms of a date alone, as a midnight
+            # instant, where a date-only end means its whole day ("2026-W05" even names a
+            # week): a date alone is written one way, and the others are refused.
+            raise ValueError(text)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
@@ -155,6 +161,14 @@ def parse_instant(value: str, name: str, *, is_end: bool) -> datetime:
             f"(2026-01-31T12:00:00Z), not {value[:40]!r}.",
             field=name,
         ) from None
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) -> ActivityQuery:
