@@ -775,6 +775,33 @@ def test_export_streams_every_matching_event(world, clock):
     assert body["filters"]["start"] == start
 
 
+def test_export_filters_written_back_select_the_same_events(world, clock):
+    """The export's ``filters`` echo the view as a URL would write it: the same rows, and
+    ``end`` as the last instant included, not the exclusive bound."""
+    base = datetime(2026, 3, 10, tzinfo=UTC)
+    clock.current = base + timedelta(days=5)
+    world.send(
+        [
+            event_body(1, occurredAt="2026-03-10T12:00:00Z"),
+            event_body(2, occurredAt="2026-03-10T23:59:59.999999Z"),
+            event_body(3, occurredAt="2026-03-11T00:00:00Z"),  # the next midnight
+        ]
+    )
+    for params, end in (
+        ({"start": "2026-03-10", "end": "2026-03-10"}, "2026-03-10T23:59:59.999999Z"),
+        ({"end": "2026-03-10T23:59:59.999999Z"}, "2026-03-10T23:59:59.999999Z"),
+        ({"start": "2026-03-10", "end": "2026-03-10T12:00:00Z"}, "2026-03-10T12:00:00Z"),
+        ({"start": "2026-03-10", "end": "2026-03-11T00:00:00+00:00"}, "2026-03-11T00:00:00Z"),
+        ({"start": "2026-03-10", "end": "2026-03-11T01:00:00+01:00"}, "2026-03-11T00:00:00Z"),
+    ):
+        export = world.viewer.get("/api/activity", params=dict(params, export="true")).json()
+        assert export["filters"]["end"] == end, params
+        again = {k: v for k, v in export["filters"].items() if k in ("start", "end")}
+        written_back = world.viewer.get("/api/activity", params=dict(again, export="true"))
+        assert written_back.json()["activity"] == export["activity"], (params, again)
+        assert written_back.json()["filters"] == export["filters"], params
+
+
 def test_export_of_the_archive_and_of_nothing(world):
     sent = world.send([event_body(i) for i in range(3)])
     world.viewer.post("/api/activity/archive", json={"eventIds": [sent[1]["id"]], "archive": True})

@@ -83,19 +83,27 @@ class ActivityQuery:
         return (self.page - 1) * self.limit
 
     def filters(self) -> dict[str, object]:
-        """The filters as they would be written back in a URL (for exports)."""
+        """The filters as they would be written back in a URL (for exports): parsed again,
+        they select the same events."""
         out: dict[str, object] = {"archived": self.is_archived}
         if self.search:
             out["search"] = self.search
         if self.start:
-            out["start"] = self.start.isoformat().replace("+00:00", "Z")
+            out["start"] = _written(self.start)
         if self.end:
-            out["end"] = self.end.isoformat().replace("+00:00", "Z")
+            # ``end`` is exclusive, and a written date-time end is inclusive: echo the last
+            # instant included (a date-only end's too, as the export's schema says
+            # date-time), which, written back, gives the same exclusive bound.
+            out["end"] = _written(self.end - _MICROSECOND)
         if self.resource_types:
             out["resourceType"] = [t.value for t in self.resource_types]
         if self.actions:
             out["action"] = [a.value for a in self.actions]
         return out
+
+
+def _written(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 #: How a true flag may be spelled in a query string (case-insensitive).
