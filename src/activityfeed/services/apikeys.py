@@ -117,22 +117,7 @@ def revoke_api_key(tx: Tx, *, user: User, key_id: str, source: SourceKind, now: 
     key, membership = access_api_key(tx, user_id=user.id, key_id=key_id)
     if key.created_by != user.id and not membership.role.can_manage_members:
         raise NotFound("No API key of yours has that id.")
-    if store.revoke_api_key(tx, key.id, now):
-        record_event(
-            tx,
-            EventDraft(
-                workspace_id=key.workspace_id,
-                resource_type=ResourceType.API_KEY,
-                action=Action.DELETED,
-                resource_id=key.id,
-                resource_name=key.name,
-                actor=_actor(user),
-                source=Source(kind=source),
-                description=f"Revoked API key {key.name}",
-                metadata={"prefix": key.prefix, "revoked": True},
-            ),
-            now=now,
-        )
+    _revoke(tx, key, by=user, source=source, now=now)
     revoked = store.select_api_key(tx, key.id)
     assert revoked is not None
     return revoked
@@ -145,27 +130,41 @@ def revoke_keys_of_departed(
     (``workspaces.remove_member``, in its transaction), each with its ``api_key``
     ``deleted`` event by ``by`` (who removed them, or themselves when they left): a key
     writes only for a member."""
-    revoked = []
-    for key in store.select_api_keys(tx, workspace_id=workspace_id):
-        if key.created_by != creator.id or not store.revoke_api_key(tx, key.id, now):
-            continue
-        record_event(
-            tx,
-            EventDraft(
-                workspace_id=workspace_id,
-                resource_type=ResourceType.API_KEY,
-                action=Action.DELETED,
-                resource_id=key.id,
-                resource_name=key.name,
-                actor=_actor(by),
-                source=Source(kind=SourceKind.SYSTEM),
-                description=f"Revoked API key {key.name}: its creator left the workspace",
-                metadata={"prefix": key.prefix, "revoked": True, "creatorLeft": True},
-            ),
-            now=now,
-        )
-        revoked.append(key)
-    return revoked
+    return [
+        key
+        for key in store.select_api_keys(tx, workspace_id=workspace_id)
+        if key.created_by == creator.id
+        and _revoke(tx, key, by=by, source=SourceKind.SYSTEM, now=now, creator_left=True)
+    ]
+
+
+def _revoke(
+    tx: Tx, key: ApiKey, *, by: User, source: SourceKind, now: datetime, creator_left: bool = False
+) -> bool:
+    """Revoke ``key`` with its ``api_key`` ``deleted`` event by ``by``; False (and no
+    event) when it was revoked already."""
+    if not store.revoke_api_key(tx, key.id, now):
+        return False
+    reason = ": its creator left the workspace" if creator_left else ""
+    metadata: dict[str, object] = {"prefix": key.prefix, "revoked": True}
+    if creator_left:
+        metadata["creatorLeft"] = True
+    record_event(
+        tx,
+        EventDraft(
+            workspace_id=key.workspace_id,
+            resource_type=ResourceType.API_KEY,
+            action=Action.DELETED,
+            resource_id=key.id,
+            resource_name=key.name,
+            actor=_actor(by),
+            source=Source(kind=source),
+            description=f"Revoked API key {key.name}{reason}",
+            metadata=metadata,
+        ),
+        now=now,
+    )
+    return True
 
 
 def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
