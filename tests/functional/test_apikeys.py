@@ -317,6 +317,30 @@ def test_a_key_whose_creator_is_no_longer_a_member_is_refused(app, client, db, c
     assert_error(ingest(client, secret, event_body(2)), 401, "invalid_api_key")
 
 
+def test_a_revocation_between_the_check_and_the_write_stops_the_batch(
+    app, client, db, clock, monkeypatch
+):
+    """The key is checked in a read transaction before the batch's write: a revocation
+    committed in between is seen by the write, which stores nothing (401)."""
+    from activityfeed.services import apikeys as key_service
+    from activityfeed.web import deps
+
+    user = make_user(db, clock)
+    browser = Browser(app, user.email)
+    created = create_key(browser)
+    authenticate = key_service.authenticate_api_key
+
+    def revoked_right_after(*args: Any, **kwargs: Any) -> Any:
+        key = authenticate(*args, **kwargs)
+        assert browser.delete(f"/api/api-keys/{key.id}").status_code == 200
+        return key
+
+    monkeypatch.setattr(deps.apikeys, "authenticate_api_key", revoked_right_after)
+    response = ingest(client, created["secret"], event_body(1, resourceName="late"))
+    assert_error(response, 401, "invalid_api_key")
+    assert all(e["resourceName"] != "late" for e in browser.activity(limit=100)["events"])
+
+
 def test_revoking_twice_changes_nothing(app, db, clock):
     browser = Browser(app, make_user(db, clock).email)
     key_id = create_key(browser)["apiKey"]["id"]

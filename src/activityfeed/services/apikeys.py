@@ -143,6 +143,9 @@ def _revoke(
 ) -> bool:
     """Revoke ``key`` with its ``api_key`` ``deleted`` event by ``by``; False (and no
     event) when it was revoked already."""
+    # The workspace's lock before the key's row, the order ingestion takes them in
+    # (``touch_api_key``): the other order could deadlock with a batch.
+    account_store.lock_workspace(tx, key.workspace_id, exclusive=True)
     if not store.revoke_api_key(tx, key.id, now):
         return False
     reason = ": its creator left the workspace" if creator_left else ""
@@ -186,6 +189,19 @@ def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
 
 
 def touch_api_key(tx: Tx, key: ApiKey, *, now: datetime) -> None:
-    """Note that the key was used (at most once a minute: it is a hint, not an audit)."""
+    """In the write transaction that uses ``key`` (authenticated in an earlier one),
+    after it took the key's workspace's lock: confirm the key is still live, and note
+    that it was used (at most once a minute: a hint, not an audit).
+
+    On PostgreSQL the key's row is share-locked until the write commits, so a revoke
+    (or the removal of its creator, which revokes it) either commits before (and this
+    raises ``NotAuthenticated``, ``invalid_api_key``) or waits for the write: no event
+    is accepted under a key after its revocation committed. Every writer of a key row
+    takes the workspace's lock first (``_revoke``, ``workspaces.remove_member``), so
+    the two locks are always taken in one order. SQLite's writers are serial.
+    """
+    live = store.lock_live_api_key(tx, key.id)
+    if not live:
+        raise NotAuthenticated("The API key is unknown or revoked.", code="invalid_api_key")
     if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
         store.touch_api_key(tx, key.id, now)

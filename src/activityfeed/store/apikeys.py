@@ -58,6 +58,24 @@ def select_api_key_by_hash(tx: Tx, secret_hash: str) -> tuple[ApiKey, bool] | No
     return (_key(row), bool(row.creator_is_member)) if row else None
 
 
+def lock_live_api_key(tx: Tx, key_id: str) -> bool:
+    """Whether the key is unrevoked and its creator a member of its workspace; on
+    PostgreSQL its row is share-locked until the transaction ends (a revoke waits)."""
+    row = tx.conn.execute(
+        select(api_keys.c.id)
+        .join(
+            memberships,
+            and_(
+                memberships.c.workspace_id == api_keys.c.workspace_id,
+                memberships.c.user_id == api_keys.c.created_by,
+            ),
+        )
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .with_for_update(read=True, of=api_keys)
+    ).first()
+    return row is not None
+
+
 def select_api_key(tx: Tx, key_id: str) -> ApiKey | None:
     row = tx.conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
     return _key(row) if row else None

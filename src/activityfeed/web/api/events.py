@@ -135,7 +135,6 @@ async def ingest(
     def work() -> tuple[list[dict[str, Any]], bool]:
         now = c.now()
         with c.db.write() as tx:
-            apikeys.touch_api_key(tx, key, now=now)
             result = ingest_events(
                 tx,
                 key=key,
@@ -144,6 +143,9 @@ async def ingest(
                 now=now,
                 max_metadata_bytes=c.settings.max_metadata_bytes,
             )
+            # After the workspace's lock (taken by ``ingest_events``), as every writer
+            # of a key row takes them: a revocation made meanwhile rolls the batch back.
+            apikeys.touch_api_key(tx, key, now=now)
         # The producer sees the event as a fresh viewer would: unseen, in the Inbox.
         views = [
             event_public(EventView(event=e, is_seen=False, is_archived=False))
