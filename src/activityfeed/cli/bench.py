@@ -525,7 +525,7 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
                 now=now,
                 max_metadata_bytes=settings.max_metadata_bytes,
             )
-            apikeys.touch_api_key(tx, created.key, now=now)
+            apikeys.use_api_key(tx, created.key, now=now)
 
     ctx.add(_timed("ingest_service", service, reps=len(items), budget_s=1e9, items=BATCH))
     # The floor: the same rows, as plain tuples, through the bare driver into the same

@@ -144,7 +144,7 @@ def _revoke(
     """Revoke ``key`` with its ``api_key`` ``deleted`` event by ``by``; False (and no
     event) when it was revoked already."""
     # The workspace's lock before the key's row, the order ingestion takes them in
-    # (``touch_api_key``): the other order could deadlock with a batch.
+    # (``use_api_key``): the other order could deadlock with a batch.
     account_store.lock_workspace(tx, key.workspace_id, exclusive=True)
     if not store.revoke_api_key(tx, key.id, now):
         return False
@@ -188,7 +188,7 @@ def authenticate_api_key(tx: Tx, secret: str, *, scope: Scope) -> ApiKey:
     return key
 
 
-def touch_api_key(tx: Tx, key: ApiKey, *, now: datetime) -> None:
+def use_api_key(tx: Tx, key: ApiKey, *, now: datetime) -> None:
     """In the write transaction that uses ``key`` (authenticated in an earlier one),
     after it took the key's workspace's lock: confirm the key is still live, and note
     that it was used (at most once a minute: a hint, not an audit).

@@ -41,6 +41,13 @@ def insert_api_key(tx: Tx, key: ApiKey, *, secret_hash: str) -> None:
     )
 
 
+#: The key's creator's membership of the key's workspace (a key writes only for a member).
+_CREATOR_IS_MEMBER = and_(
+    memberships.c.workspace_id == api_keys.c.workspace_id,
+    memberships.c.user_id == api_keys.c.created_by,
+)
+
+
 def select_api_key_by_hash(tx: Tx, secret_hash: str) -> tuple[ApiKey, bool] | None:
     """The key with that secret, and whether its creator is a member of its workspace."""
     is_member = memberships.c.user_id.is_not(None).label("creator_is_member")
@@ -48,10 +55,7 @@ def select_api_key_by_hash(tx: Tx, secret_hash: str) -> tuple[ApiKey, bool] | No
         select(api_keys, is_member)
         .outerjoin(
             memberships,
-            and_(
-                memberships.c.workspace_id == api_keys.c.workspace_id,
-                memberships.c.user_id == api_keys.c.created_by,
-            ),
+            _CREATOR_IS_MEMBER,
         )
         .where(api_keys.c.secret_hash == secret_hash)
     ).first()
@@ -65,10 +69,7 @@ def lock_live_api_key(tx: Tx, key_id: str) -> bool:
         select(api_keys.c.id)
         .join(
             memberships,
-            and_(
-                memberships.c.workspace_id == api_keys.c.workspace_id,
-                memberships.c.user_id == api_keys.c.created_by,
-            ),
+            _CREATOR_IS_MEMBER,
         )
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .with_for_update(read=True, of=api_keys)

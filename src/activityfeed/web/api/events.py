@@ -145,7 +145,7 @@ async def ingest(
             )
             # After the workspace's lock (taken by ``ingest_events``), as every writer
             # of a key row takes them: a revocation made meanwhile rolls the batch back.
-            apikeys.touch_api_key(tx, key, now=now)
+            apikeys.use_api_key(tx, key, now=now)
         # The producer sees the event as a fresh viewer would: unseen, in the Inbox.
         views = [
             event_public(EventView(event=e, is_seen=False, is_archived=False))
