@@ -248,6 +248,34 @@ def test_a_dead_workers_connections_wait_for_its_replacement(database_url):
         assert first[0] not in now
 
 
+def test_a_worker_that_dies_while_being_checked_is_replaced_at_once(database_url):
+    """The supervisor checks its workers every half second and waits up to a minute for a
+    busy one to answer. A worker that dies while a check waits on it is replaced at once:
+    the wait ends with the process, not with the minute (meanwhile the dead worker's
+    connections queue, and the supervisor answers no signal)."""
+    with server_process(database_url, workers=2) as running:
+        children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
+
+        def workers() -> list[str]:
+            return [
+                pid
+                for pid in children.read_text().split()
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+
+        victim = workers()[0]
+        # Stopped, it cannot answer: within a second the supervisor's check waits on it.
+        os.kill(int(victim), signal.SIGSTOP)
+        time.sleep(2)
+        os.kill(int(victim), signal.SIGKILL)
+        deadline = time.monotonic() + 20  # a third of the check's own timeout
+        while (len(now := workers()) != 2 or victim in now) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(now) == 2, now
+        assert victim not in now, now
+        assert httpx.get(running.base + "/healthz", timeout=20).status_code == 200
+
+
 def test_a_second_server_on_a_taken_port_stops_with_a_reason(database_url):
     """SO_REUSEPORT would let a second ``serve`` on the same port silently take half the
     connections; it refuses to start instead."""
