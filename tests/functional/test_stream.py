@@ -7,18 +7,29 @@ tailing the tables and on PostgreSQL through NOTIFY, as another process would.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from activityfeed.config import Settings
 from activityfeed.domain.stream import REPLAY_LIMIT
+from activityfeed.services.sealing import load_sealer
 from activityfeed.store.db import Database
+from activityfeed.store.schema import events
 from activityfeed.web import create_app
-from tests.factories import event_body, ingest, make_key, make_user, personal_workspace
+from tests.factories import (
+    event_body,
+    ingest,
+    make_key,
+    make_user,
+    personal_workspace,
+    record_system_event,
+)
 from tests.functional.feed_helpers import World, assert_error, make_world
 from tests.sse_client import open_stream, serve_app
 
@@ -248,6 +259,75 @@ def test_position_of_another_workspace_resets(live: tuple[World, str]) -> None:
     world.viewer.switch(personal_workspace(world.db, world.member).slug)
     with open_stream(base, world.viewer, last_event_id=position) as stream:
         assert stream.next().event == "reset"
+
+
+def test_a_position_of_another_viewer_or_edited_resets(live: tuple[World, str]) -> None:
+    """Positions are sealed for one viewer's stream of one workspace: a teammate's id
+    (same workspace), or one edited by a single character, is unknown — a reset, never
+    a replay from wherever it would point."""
+    world, base = live
+    with open_stream(base, world.viewer) as stream:
+        position = stream.next_of("unseen").id
+    send(world, 1)
+    owner = world.browser(world.owner)
+    edited = position[:-1] + ("A" if position[-1] != "A" else "B")
+    for browser, raw in ((owner, position), (world.viewer, edited)):
+        with open_stream(base, browser, last_event_id=raw) as stream:
+            assert stream.next().event == "reset"
+    # The untouched id still resumes for its own viewer.
+    with open_stream(base, world.viewer, last_event_id=position) as stream:
+        assert stream.next().event == "activity"
+
+
+def test_positions_do_not_count_other_workspaces(
+    live: tuple[World, str], db: Database, clock: Any
+) -> None:
+    """The counters behind a position (``events.seq``, ``stream_changes.seq``) are every
+    workspace's: ids and cursors are sealed, so the 37 events recorded elsewhere between
+    two of the team's show nowhere — not as digits, not as a gap."""
+    world, base = live
+    stranger = make_user(db, clock)
+    elsewhere = personal_workspace(db, stranger)
+    first = send(world, 1)
+    for n in range(37):
+        record_system_event(db, elsewhere.id, n, now=clock())
+    second = send(world, 2)
+    with db.read() as tx:
+        seqs = dict(
+            tx.conn.execute(
+                select(events.c.id, events.c.seq).where(
+                    events.c.id.in_([first["id"], second["id"]])
+                )
+            ).all()
+        )
+    assert seqs[second["id"]] - seqs[first["id"]] == 38  # what a clear position would show
+    page = world.viewer.activity(limit=1)
+    with open_stream(base, world.viewer) as stream:
+        stream_id = stream.next_of("unseen").id
+    for token in (page["nextCursor"], stream_id):
+        assert len(token) == 43
+        raw = base64.urlsafe_b64decode(token + "=")
+        for seq in seqs.values():
+            assert str(seq).encode() not in raw or len(str(seq)) < 3
+            assert seq.to_bytes(8, "big") not in raw
+            assert seq.to_bytes(8, "little") not in raw
+    # What the tokens hold, opened with the installation's key: the team's own positions.
+    with db.write() as tx:
+        sealer = load_sealer(tx)
+    assert sealer.open_cursor(page["nextCursor"]).seq == seqs[second["id"]]
+    opened = sealer.open_position(stream_id, workspace_id=world.team.id, user_id=world.member.id)
+    assert opened is not None
+    assert opened.event_seq == seqs[second["id"]]
+
+
+def test_an_edited_cursor_is_422(live: tuple[World, str]) -> None:
+    world, _ = live
+    world.send([event_body(n) for n in range(3)])
+    cursor = world.viewer.activity(limit=1)["nextCursor"]
+    assert len(world.viewer.activity(limit=1, cursor=cursor)["events"]) == 1
+    for edited in (cursor[:-1] + ("A" if cursor[-1] != "A" else "B"), cursor[1:] + cursor[0]):
+        response = world.viewer.get("/api/activity", params={"cursor": edited})
+        assert_error(response, 422, "invalid_request", "cursor")
 
 
 def test_too_much_missed_is_a_reset(live: tuple[World, str]) -> None:

@@ -398,3 +398,41 @@ def test_0008_sums_the_day_counts_and_follows_them(empty_url):
     assert "event_day_totals" not in user_tables(empty_url)
     migrate.upgrade(empty_url)
     assert differences(empty_url) == []
+
+
+def _key(url: str) -> bytes:
+    engine = make_unpooled_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, secret FROM server_secrets")).all()
+    finally:
+        engine.dispose()
+    assert [name for name, _ in rows] == ["positions"]
+    return bytes(rows[0][1])
+
+
+def test_0009_makes_the_installations_key_once(empty_url):
+    """The key that seals cursors and stream positions is made by the migration (serving
+    never has to write to read it), kept by later upgrades, and the one every process
+    reads; emptied, the table gets a new one from its first reader."""
+    from activityfeed.services import sealing
+    from activityfeed.store import secrets
+
+    migrate.upgrade(empty_url)
+    key = _key(empty_url)
+    assert len(key) == 64
+    migrate.upgrade(empty_url)
+    assert _key(empty_url) == key
+    database = Database(empty_url)
+    try:
+        with database.write() as tx:
+            assert secrets.secret(tx, sealing.POSITIONS_KEY, size=64) == key
+            tx.conn.execute(text("DELETE FROM server_secrets"))
+        with database.write() as tx:
+            made = secrets.secret(tx, sealing.POSITIONS_KEY, size=64)
+        with database.write() as tx:
+            assert secrets.secret(tx, sealing.POSITIONS_KEY, size=64) == made
+    finally:
+        database.dispose()
+    assert made != key
+    assert _key(empty_url) == made

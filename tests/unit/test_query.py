@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from activityfeed.domain.query import parse_activity_query
+from activityfeed.domain.sealing import KEY_BYTES, Sealer
+from activityfeed.errors import InvalidRequest
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
 
@@ -40,3 +42,24 @@ def test_the_end_is_echoed_as_the_last_instant_it_includes() -> None:
     assert query.filters()["end"] == "2026-03-10T23:59:59.999999Z"
     query = parse_activity_query({"end": ["2026-03-10T12:00:00+01:00"]}, now=NOW)
     assert query.filters()["end"] == "2026-03-10T11:00:00Z"
+
+
+def test_the_search_limit_counts_what_is_searched_for() -> None:
+    """Blanks around a search are trimmed before its length is checked."""
+    padded = " " * 150 + "x" * 200 + " " * 150
+    assert parse_activity_query({"search": [padded]}, now=NOW).search == "x" * 200
+    with pytest.raises(InvalidRequest) as caught:
+        parse_activity_query({"search": ["x" * 201]}, now=NOW)
+    assert caught.value.field == "search"
+
+
+def test_an_export_ignores_its_paging_parameters() -> None:
+    """``export=true`` is every match: ``page``, ``limit`` and ``cursor`` are ignored,
+    whatever they hold (without the flag each is checked)."""
+    paging = {"page": ["0"], "limit": ["abc"], "cursor": ["garbage"]}
+    query = parse_activity_query({"export": ["true"], **paging}, now=NOW)
+    assert (query.is_export, query.page, query.cursor) == (True, 1, None)
+    for name, value in paging.items():
+        with pytest.raises(InvalidRequest) as caught:
+            parse_activity_query({name: value}, now=NOW, sealer=Sealer(bytes(KEY_BYTES)))
+        assert caught.value.field == name

@@ -42,7 +42,7 @@ from activityfeed.config import Settings
 from activityfeed.domain.accounts import Membership, Scope
 from activityfeed.domain.events import Action, Actor, ResourceType, SourceKind, describe
 from activityfeed.domain.ids import new_id
-from activityfeed.domain.query import Cursor, parse_activity_query
+from activityfeed.domain.query import parse_activity_query
 from activityfeed.domain.state import Watermarks
 from activityfeed.services import accounts, activity, apikeys, export, workspaces
 from activityfeed.services.bench_history import (
@@ -295,7 +295,7 @@ def run_reads(ctx: Ctx) -> None:
     deep = _query(ctx, page="500", start=year)
     ctx.add(_timed("page_500", page(deep), reps=ctx.reps, budget_s=ctx.budget_s))
     before = page(_query(ctx, page="499", start=year))()
-    cursor = Cursor.decode(before.next_cursor) if before.next_cursor else None
+    cursor = before.next_cursor
     ctx.add(
         _timed(
             "cursor_500",
@@ -357,7 +357,7 @@ def _ids(ctx: Ctx, membership: Membership, n: int) -> list[str]:
             out += [v.event.id for v in got.events]
             if not got.next_cursor:
                 break
-            q = replace(q, cursor=Cursor.decode(got.next_cursor))
+            q = replace(q, cursor=got.next_cursor)
     return out[:n]
 
 

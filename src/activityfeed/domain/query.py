@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from activityfeed.domain.events import Action, ResourceType
 from activityfeed.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from activityfeed.domain.sealing import Sealer
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -22,44 +24,14 @@ MAX_PAGE = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A position in the newest-first order: the last row already returned."""
+    """A position in the newest-first order: the last row already returned. Clients get
+    it sealed (``domain.sealing``): its ``seq`` counts every workspace's events."""
 
     created_at: datetime
     seq: int
 
-    def encode(self) -> str:
-        # Integer arithmetic: a float timestamp can round the microsecond away, and a cursor one
-        # microsecond off would skip the events that share the last row's createdAt.
-        micros = (self.created_at - _EPOCH) // _MICROSECOND
-        raw = f"1:{micros}:{self.seq}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        try:
-            if len(text) > _MAX_CURSOR:
-                raise ValueError("too long")
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            version, micros, seq = raw.split(":")
-            if version != "1" or not _DIGITS.match(micros) or not _DIGITS.match(seq):
-                raise ValueError(raw)
-            number = int(seq)
-            if not 0 < number <= _MAX_SEQ:
-                raise ValueError(seq)
-            created = _EPOCH + timedelta(microseconds=int(micros))
-            return cls(created_at=created, seq=number)
-        except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError):
-            raise InvalidRequest(
-                "The cursor is not one this server gave out; start again without it.",
-                field="cursor",
-            ) from None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MAX_CURSOR = 100
-_MAX_SEQ = 2**63 - 1
-_DIGITS = re.compile(r"^-?\d{1,20}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +151,14 @@ def _is_date(text: str) -> bool:
     return True
 
 
-def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) -> ActivityQuery:
+def parse_activity_query(
+    params: Mapping[str, Sequence[str]], *, now: datetime, sealer: Sealer | None = None
+) -> ActivityQuery:
     """Parse query parameters (each name with all its values) into an ``ActivityQuery``.
 
     Unknown parameters are ignored; every known one is validated and a bad one raises
-    ``InvalidRequest`` naming it.
+    ``InvalidRequest`` naming it. A ``cursor`` is opened with ``sealer`` (a caller that
+    accepts cursors must pass it).
     """
 
     def one(*names: str) -> tuple[str, str] | None:
@@ -209,17 +184,21 @@ def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) 
 
     search: str | None = None
     if got := one("search"):
-        if len(got[1]) > MAX_SEARCH:
+        # The limit is on what is searched for: surrounding blanks are not part of it.
+        search = got[1].strip()
+        if len(search) > MAX_SEARCH:
             raise InvalidRequest(
-                f"'search' may be at most {MAX_SEARCH} characters; this one has {len(got[1])}.",
+                f"'search' may be at most {MAX_SEARCH} characters; this one has {len(search)}.",
                 field="search",
             )
-        search = got[1].strip() or None
 
-    page = parse_int(got[1], got[0], low=1, high=MAX_PAGE) if (got := one("page")) else 1
-    limit = (
-        parse_int(got[1], got[0], low=1, high=MAX_LIMIT) if (got := one("limit")) else DEFAULT_LIMIT
-    )
+    # An export is every match: its paging parameters are ignored, not checked.
+    page, limit = 1, DEFAULT_LIMIT
+    if not is_export:
+        if got := one("page"):
+            page = parse_int(got[1], got[0], low=1, high=MAX_PAGE)
+        if got := one("limit"):
+            limit = parse_int(got[1], got[0], low=1, high=MAX_LIMIT)
 
     start_arg = one("start", "from")
     end_arg = one("end", "to")
@@ -253,7 +232,11 @@ def parse_activity_query(params: Mapping[str, Sequence[str]], *, now: datetime) 
             ) from None
 
     owner = got[1].strip() or None if (got := one("owner")) else None
-    cursor = Cursor.decode(got[1]) if (got := one("cursor")) and got[1] else None
+    cursor = None
+    if not is_export and (got := one("cursor")):
+        if sealer is None:
+            raise TypeError("a cursor needs the sealer that made it")
+        cursor = sealer.open_cursor(got[1].strip())
 
     return ActivityQuery(
         is_archived=is_archived,

@@ -34,7 +34,8 @@ class ActivityPage:
     limit: int
     total: int
     unseen_count: int
-    next_cursor: str | None
+    #: Where the next page starts; the edge seals it for the client (``domain.sealing``).
+    next_cursor: Cursor | None
 
 
 def _may_undo(e: Event, viewer_id: str) -> bool:
@@ -170,7 +171,7 @@ def list_activity(
     has_more = len(rows) > q.limit
     rows = rows[: q.limit]
     next_cursor = (
-        Cursor(created_at=rows[-1].event.created_at, seq=rows[-1].event.seq).encode()
+        Cursor(created_at=rows[-1].event.created_at, seq=rows[-1].event.seq)
         if has_more and rows
         else None
     )

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from activityfeed.config import Settings
 from activityfeed.domain.events import EventView
-from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition, workspace_tag
+from activityfeed.domain.stream import REPLAY_LIMIT, StreamPosition
 from activityfeed.services import activity
 from activityfeed.services.workspaces import access_workspace
 from activityfeed.store import accounts as account_store
@@ -27,16 +27,17 @@ from activityfeed.store.db import Tx
 def _current(tx: Tx, *, user_id: str, workspace_id: str) -> StreamPosition:
     head_seq, _ = event_store.select_head(tx, workspace_id)
     change_seq = stream_store.max_change_seq(tx, workspace_id=workspace_id, user_id=user_id)
-    return StreamPosition(head_seq, change_seq, workspace_tag(workspace_id))
+    return StreamPosition(head_seq, change_seq)
 
 
-def current_position(tx: Tx, *, user_id: str, workspace_id: str) -> str:
-    """The stream position of "now" for this viewer in this workspace (opaque string).
+def current_position(tx: Tx, *, user_id: str, workspace_id: str) -> StreamPosition:
+    """The stream position of "now" for this viewer in this workspace.
 
-    A page renders it and opens ``/api/activity/stream?lastEventId=<it>``: whatever is
-    recorded between the render and the connection is replayed, nothing is missed.
+    A page renders it (sealed) and opens ``/api/activity/stream?lastEventId=<it>``:
+    whatever is recorded between the render and the connection is replayed, nothing is
+    missed.
     """
-    return _current(tx, user_id=user_id, workspace_id=workspace_id).format()
+    return _current(tx, user_id=user_id, workspace_id=workspace_id)
 
 
 @dataclass(frozen=True, slots=True)

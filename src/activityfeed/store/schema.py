@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -346,4 +347,15 @@ stream_changes = Table(
     Index(None, "workspace_id", "user_id", "seq"),
     Index(None, "created_at"),
     sqlite_autoincrement=True,
+)
+
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    # Keys of this installation, made on first use (``store.secrets``): "positions"
+    # seals the cursors and stream positions clients are handed (domain/sealing.py).
+    Column("name", String(40), primary_key=True),
+    Column("secret", LargeBinary(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -29,6 +29,7 @@ from activityfeed.web.middleware import BodyLimit, SecurityHeaders
 from activityfeed.web.pages import resources as resource_pages
 from activityfeed.web.pages import routes as pages
 from activityfeed.web.pages import settings as settings_pages
+from activityfeed.web.sealing import LazySealer
 from activityfeed.web.sse import Broker
 from activityfeed.web.uploads import UPLOAD_PATHS
 
@@ -82,9 +83,10 @@ def create_app(
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.clock = clock
+    app.state.sealers = LazySealer(app.state.db)
     # The live stream's fan-out for this process (started by the lifespan, or by the
     # first stream request when the app runs without one).
-    app.state.broker = Broker(settings, app.state.db, clock)
+    app.state.broker = Broker(settings, app.state.db, clock, app.state.sealers)
     errors.install(app)
     for module in (auth, workspaces, activity, stream, apikeys, events, export):
         app.include_router(module.router)

@@ -20,10 +20,12 @@ from starlette.concurrency import run_in_threadpool
 
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Session
+from activityfeed.domain.sealing import Sealer
 from activityfeed.domain.state import MarksAndHead
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
 from activityfeed.store.db import Database, Tx
+from activityfeed.web.sealing import LazySealer
 from activityfeed.web.uploads import UPLOAD_PATHS
 
 SESSION_COOKIE = "af_session"
@@ -39,14 +41,20 @@ class Ctx:
     settings: Settings
     db: Database
     clock: Callable[[], datetime]
+    sealers: LazySealer
 
     def now(self) -> datetime:
         return self.clock()
 
+    def sealer(self) -> Sealer:
+        """What seals the cursors and stream positions this app hands out (call it off
+        the event loop: the first call reads the key)."""
+        return self.sealers.get()
+
 
 def ctx(request: Request) -> Ctx:
     state = request.app.state
-    return Ctx(settings=state.settings, db=state.db, clock=state.clock)
+    return Ctx(settings=state.settings, db=state.db, clock=state.clock, sealers=state.sealers)
 
 
 def is_secure(request: Request, settings: Settings) -> bool:

@@ -48,7 +48,6 @@ from activityfeed.domain.stream import (
     Message,
     MessageType,
     StreamPosition,
-    parse_position,
     retry_frame,
 )
 from activityfeed.errors import TooManyRequests
@@ -58,6 +57,7 @@ from activityfeed.store import notify
 from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Database
 from activityfeed.web.schemas import event_public
+from activityfeed.web.sealing import LazySealer
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,18 @@ class _Result:
 class Broker:
     """Fans new events and state changes out to this process's stream clients."""
 
-    def __init__(self, settings: Settings, db: Database, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Callable[[], datetime],
+        sealers: LazySealer | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
+        #: Seals every position sent (the SSE ids) and opens the ones clients resume from.
+        self.sealers = sealers or LazySealer(db)
         self._clients: set[Client] = set()
         self._users: dict[str, _User] = {}
         self._dirty_events: set[str] = set()
@@ -329,7 +337,9 @@ class Broker:
         ``stream_max_per_user`` streams in this process already. With ``session_hash``
         the stream ends once that session does.
         """
-        slugs = await anyio.to_thread.run_sync(self._load_slugs, user_id, workspace_id)
+        slugs, position = await anyio.to_thread.run_sync(
+            self._open, user_id, workspace_id, last_event_id
+        )
         # No await between the count and the reservation: concurrent connects of one
         # user cannot all slip under the limit.
         user = self._users.setdefault(user_id, _User())
@@ -343,7 +353,6 @@ class Broker:
                 code="too_many_streams",
                 retry_after=TOO_MANY_STREAMS_RETRY_AFTER,
             )
-        position = parse_position(last_event_id, workspace_id=workspace_id)
         if position is not None:
             start = Start.RESUME
         else:
@@ -365,9 +374,17 @@ class Broker:
         (also when the connection is gone before the body starts)."""
         return _EventStream(self, client, headers)
 
-    def _load_slugs(self, user_id: str, workspace_id: str) -> dict[str, str]:
+    def _open(
+        self, user_id: str, workspace_id: str, last_event_id: str | None
+    ) -> tuple[dict[str, str], StreamPosition | None]:
+        """In a worker thread: the user's workspaces (``NotFound`` unless a member of
+        ``workspace_id``), and the position ``last_event_id`` names in this stream."""
         with self.db.read() as tx:
-            return stream_service.stream_workspaces(tx, user_id=user_id, workspace_id=workspace_id)
+            slugs = stream_service.stream_workspaces(tx, user_id=user_id, workspace_id=workspace_id)
+        position = self.sealers.get().open_position(
+            last_event_id, workspace_id=workspace_id, user_id=user_id
+        )
+        return slugs, position
 
     def register(self, client: Client) -> None:
         """Add the client; the dispatcher first sends it what it missed (or ``reset``)."""
@@ -512,6 +529,7 @@ class Broker:
         """In a worker thread: read, in one snapshot, what every job needs, and encode it."""
         now = self.clock()
         window = timedelta(seconds=self.settings.undo_window_seconds)
+        sealer = self.sealers.get()
         deliveries: dict[tuple[str, str, StreamPosition | None], stream_service.Delivery] = {}
         with self.db.read() as tx:
             # First, in the same snapshot as the reads below: an event committed after a
@@ -561,26 +579,33 @@ class Broker:
             counts_key = tuple(sorted(counts.items()))
             frames: list[Frame] = []
             position = job.position
+
+            def seal(at: StreamPosition, job: _Job = job) -> str:
+                return sealer.seal_position(at, workspace_id=job.workspace_id, user_id=job.user_id)
+
             if job.is_fetch:
                 position_key = job.position if job.start is Start.RESUME else None
                 delivery_key = (job.user_id, job.workspace_id, position_key)
                 delivery = deliveries[delivery_key]
                 position = delivery.position
                 if delivery.is_reset or job.start is Start.RESET:
-                    frames.append(_reset(delivery.position))
+                    frames.append(_reset(seal(delivery.position)))
                 else:
                     text_key: tuple[Any, ...] = ("items", delivery_key, unseen, counts_key)
                     if text_key not in encoded:
-                        encoded[text_key] = _encode(delivery, unseen=unseen, counts=counts)
+                        encoded[text_key] = _encode(
+                            delivery, unseen=unseen, counts=counts, seal=seal
+                        )
                     frames.extend(encoded[text_key])
             carried = any(not is_reset for _, is_reset in frames)
             if not carried and counts != job.last_counts and position is not None:
-                text_key = ("unseen", position, unseen, counts_key)
+                # The sealed id is the viewer's own: shared only by the same stream.
+                text_key = ("unseen", job.user_id, job.workspace_id, position, unseen, counts_key)
                 if text_key not in encoded:
                     message = Message(
                         MessageType.UNSEEN,
                         {"unseenCount": unseen, "workspaces": counts},
-                        position.format(),
+                        seal(position),
                     )
                     encoded[text_key] = [(message.encode(), False)]
                 frames.extend(encoded[text_key])
@@ -597,7 +622,11 @@ class Broker:
                 queue.put_nowait(frame)
             return
         assert client.position is not None
-        reset = _reset(client.position)
+        # On the event loop, but no I/O: frames were built (``_build``), so the key is loaded.
+        sealed = self.sealers.get().seal_position(
+            client.position, workspace_id=client.workspace_id, user_id=client.user_id
+        )
+        reset = _reset(sealed)
         if client.has_unread_reset:
             # It has not even taken the last reset: it is stuck, stop working for it.
             log.info("dropping a stream client that stopped reading")
@@ -617,12 +646,16 @@ class Broker:
             client.queue.get_nowait()
 
 
-def _reset(position: StreamPosition) -> Frame:
-    return Message(MessageType.RESET, {}, position.format()).encode(), True
+def _reset(position: str) -> Frame:
+    return Message(MessageType.RESET, {}, position).encode(), True
 
 
 def _encode(
-    delivery: stream_service.Delivery, *, unseen: int, counts: dict[str, int]
+    delivery: stream_service.Delivery,
+    *,
+    unseen: int,
+    counts: dict[str, int],
+    seal: Callable[[StreamPosition], str],
 ) -> list[Frame]:
     frames: list[Frame] = []
     for item in delivery.items:
@@ -639,7 +672,7 @@ def _encode(
             }
         data["unseenCount"] = unseen
         data["workspaces"] = counts
-        frames.append((Message(kind, data, item.position.format()).encode(), False))
+        frames.append((Message(kind, data, seal(item.position)).encode(), False))
     return frames
 
 

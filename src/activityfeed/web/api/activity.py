@@ -152,13 +152,14 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     c = ctx(request)
     now = c.now()
     window = timedelta(seconds=c.settings.undo_window_seconds)
+    sealer = c.sealer()
 
     def read(tx: Tx) -> tuple[Session, ActivityQuery, Membership, activity.ActivityPage | None]:
         session, active, marks_and_head = lookup.within_workspace(tx)
         params: dict[str, list[str]] = {}
         for name, value in request.query_params.multi_items():
             params.setdefault(name, []).append(value)
-        q = parse_activity_query(params, now=now)
+        q = parse_activity_query(params, now=now, sealer=sealer)
         membership = workspaces.active_workspace(tx, session, q.owner, known=active)
         if q.is_export:
             return session, q, membership, None
@@ -184,7 +185,7 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
             "limit": page.limit,
             "total": page.total,
             "unseenCount": page.unseen_count,
-            "nextCursor": page.next_cursor,
+            "nextCursor": sealer.seal_cursor(page.next_cursor) if page.next_cursor else None,
         }
         return json_response(body), session
 

@@ -262,8 +262,9 @@ def _feed(request: Request, c: Ctx, session: Session) -> dict[str, Any]:
     now = c.now()
     params = _params(request)
     error = None
+    sealer = c.sealer()
     try:
-        q = parse_activity_query(params, now=now)
+        q = parse_activity_query(params, now=now, sealer=sealer)
     except AppError as exc:
         error = exc.message
         q = parse_activity_query({}, now=now)
@@ -280,8 +281,12 @@ def _feed(request: Request, c: Ctx, session: Session) -> dict[str, Any]:
         )
         side = sidebar_context(tx, session, current="activity")
         # Same snapshot as the rows: the stream resumes exactly after what is shown.
-        position = stream.current_position(
-            tx, user_id=session.user.id, workspace_id=membership.workspace.id
+        position = sealer.seal_position(
+            stream.current_position(
+                tx, user_id=session.user.id, workspace_id=membership.workspace.id
+            ),
+            workspace_id=membership.workspace.id,
+            user_id=session.user.id,
         )
     pages = max(1, -(-page.total // page.limit))
     keep = {k: v[-1] for k, v in params.items() if k in _KEPT} if error is None else {}
