@@ -316,8 +316,7 @@ def test_short_searches_match_only_the_same_letter_in_another_case(world):
 
     for term in (DOTLESS_I, f"m{DOTLESS_I}", f"{DOTLESS_I}rm", f"K{DOTLESS_I}"):
         assert found(term) == {turkish}, term
-    # SQLite's trigrams fold long s into 's' and the micro sign into mu from three
-    # characters on, where PostgreSQL does not; below three, both keep them apart.
+    # Below three characters too, both databases keep them apart.
     for term in (LONG_S, f"{LONG_S}t", f"{LONG_S}T"):
         assert found(term) == {long_s}, term
     for term in (MICRO, f"{MICRO}m", f"{MICRO}M"):
@@ -329,6 +328,47 @@ def test_short_searches_match_only_the_same_letter_in_another_case(world):
     assert found(SMALL_SIGMA) == {greek}
     assert found(CAPITAL_MU) == {greek}
     assert found(f"{SMALL_SIGMA}-{CAPITAL_MU}") == {greek}
+
+
+GEORGIAN_CAPITALS = "\u1c90\u1c91\u1c92"  # Mtavruli AN, BAN, GAN (Unicode 11)
+GEORGIAN_SMALL = "\u10d0\u10d1\u10d2"  # Mkhedruli an, ban, gan: their lower case
+FINAL_SIGMA = "\N{GREEK SMALL LETTER FINAL SIGMA}"
+DOTTED_I = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"
+
+
+def test_long_searches_fold_case_as_postgresql_does(world):
+    """From three characters on (SQLite's trigram index, PostgreSQL's ILIKE), both
+    databases fold case the same way, by lower-casing letter by letter: Georgian
+    capitals find their small letters; long s and the micro sign stay other letters;
+    a word-final capital sigma is a plain small sigma; dotted capital I is i."""
+    georgian = f"{GEORGIAN_CAPITALS}-dataset"
+    long_s = f"{LONG_S}trange-run"
+    micro = f"{MICRO}m-scale"
+    greek = f"{CAPITAL_SIGMA}{CAPITAL_SIGMA}{CAPITAL_SIGMA}-model"  # final sigma, lowered
+    turkish = f"{DOTTED_I}stanbul-edge"
+    names = (georgian, long_s, "strange-walk", micro, f"{SMALL_MU}m-scale", greek, turkish)
+    sent = world.send(
+        [
+            event_body(n, resourceType="model", action="created", resourceName=name)
+            for n, name in enumerate(names)
+        ]
+    )
+    by_id = {e["id"]: e["resourceName"] for e in sent}
+
+    def found(term: str) -> set[str]:
+        return {by_id[i] for i in ids(world.viewer.activity(search=term, limit=100))}
+
+    assert found(GEORGIAN_SMALL) == {georgian}
+    assert found(GEORGIAN_CAPITALS) == {georgian}
+    assert found(f"{GEORGIAN_SMALL}-data") == {georgian}
+    assert found("strange") == {"strange-walk"}
+    assert found(f"{LONG_S}tr") == {long_s}
+    assert found(f"{MICRO}m-") == {micro}
+    assert found(f"{SMALL_MU}m-") == {f"{SMALL_MU}m-scale"}
+    assert found(SMALL_SIGMA * 3) == {greek}
+    assert found(f"{SMALL_SIGMA}{SMALL_SIGMA}{FINAL_SIGMA}") == set()
+    assert found("istanbul") == {turkish}
+    assert found(f"{DOTTED_I}STANBUL") == {turkish}
 
 
 SPECIAL_SEARCHES = [

@@ -140,40 +140,48 @@ def user_tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def round_trip(url: str) -> None:
-    """A user, an event and a search for it: the schema works, FTS trigger included."""
+def round_trip(
+    url: str, name: str = "needle-in-haystack", search: str = "NEEDLE", *, record: bool = True
+) -> None:
+    """A user, an event and a search for it: the schema works, FTS trigger included.
+    ``record=False`` only searches (for the event a previous call recorded)."""
     now = datetime.now(UTC)
     database = Database(url)
     try:
         with database.write() as tx:
-            user = accounts.create_user(
-                tx, email="mig@example.com", name="Mig", password="x" * 12, now=now
-            )
+            if record:
+                accounts.create_user(
+                    tx, email="mig@example.com", name="Mig", password="x" * 12, now=now
+                )
+            found = account_store.select_user_by_email(tx, "mig@example.com")
+            assert found is not None
+            user = found[0]
             workspace = account_store.select_personal_workspace(tx, user.id)
             assert workspace is not None
-            record_event(
-                tx,
-                EventDraft(
-                    workspace_id=workspace.id,
-                    resource_type=ResourceType.PROJECT,
-                    action=Action.CREATED,
-                    resource_id="p1",
-                    resource_name="needle-in-haystack",
-                    actor=None,
-                    source=Source(kind=SourceKind.SYSTEM),
-                ),
-                now=now,
-            )
+            if record:
+                record_event(
+                    tx,
+                    EventDraft(
+                        workspace_id=workspace.id,
+                        resource_type=ResourceType.PROJECT,
+                        action=Action.CREATED,
+                        resource_id="p1",
+                        resource_name=name,
+                        actor=None,
+                        source=Source(kind=SourceKind.SYSTEM),
+                    ),
+                    now=now,
+                )
         with database.read() as tx:
             page = activity.list_activity(
                 tx,
                 viewer_id=user.id,
                 membership=Membership(workspace=workspace, role=Role.OWNER),
-                q=ActivityQuery(search="NEEDLE", start=now - timedelta(days=1)),
+                q=ActivityQuery(search=search, start=now - timedelta(days=1)),
                 now=now,
                 undo_window=timedelta(hours=1),
             )
-        assert [v.event.resource_name for v in page.events] == ["needle-in-haystack"]
+        assert [v.event.resource_name for v in page.events] == [name]
     finally:
         database.dispose()
 
@@ -436,3 +444,34 @@ def test_0009_makes_the_installations_key_once(empty_url):
         database.dispose()
     assert made != key
     assert _key(empty_url) == made
+
+
+def test_0010_refills_sqlites_search_index_folded(empty_url, backend):
+    """An index written before 0010 (FTS5's own, old-Unicode case folding) is rebuilt
+    from ``events`` with the text folded as PostgreSQL folds it: a Georgian capital name
+    recorded before the upgrade is found by its small letters after it."""
+    if backend != "sqlite":
+        pytest.skip("only SQLite has the trigram table (PostgreSQL searches by ILIKE)")
+    georgian = "\u1c90\u1c91\u1c92-dataset"
+    migrate.upgrade(empty_url, "0009")
+    round_trip(empty_url, georgian, search=georgian)
+    engine = make_unpooled_engine(empty_url)
+    try:
+        # The index as 0009's code wrote it: the text as stored.
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO events_fts(events_fts) VALUES ('delete-all')"))
+            conn.execute(
+                text(
+                    "INSERT INTO events_fts(rowid, body) SELECT seq, resource_name || ' ' || "
+                    "resource_type || ' ' || description FROM events"
+                )
+            )
+        migrate.upgrade(empty_url)
+        with engine.connect() as conn:
+            sql = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'events_fts'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert "case_sensitive 1" in sql
+    round_trip(empty_url, georgian, search="\u10d0\u10d1\u10d2", record=False)

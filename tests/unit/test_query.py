@@ -61,5 +61,7 @@ def test_an_export_ignores_its_paging_parameters() -> None:
     assert (query.is_export, query.page, query.cursor) == (True, 1, None)
     for name, value in paging.items():
         with pytest.raises(InvalidRequest) as caught:
-            parse_activity_query({name: value}, now=NOW, sealer=Sealer(bytes(KEY_BYTES)))
+            parse_activity_query(
+                {name: value}, now=NOW, open_cursor=Sealer(bytes(KEY_BYTES)).open_cursor
+            )
         assert caught.value.field == name

@@ -84,6 +84,14 @@ def _flipped(token: str, index: int) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
+def _respelled(token: str) -> list[str]:
+    """The other spellings of ``token`` a lenient base64 decoder reads as the same bytes
+    (the last character's two spare bits)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    return [token[:-1] + alphabet[(last & ~3) | low] for low in range(4) if low != last & 3]
+
+
 def _garbage(sealed: str) -> list[str]:
     return [
         "",
@@ -94,6 +102,7 @@ def _garbage(sealed: str) -> list[str]:
         sealed.upper(),
         _flipped(sealed, 0),
         _flipped(sealed, 31),
+        *_respelled(sealed),
         "=" * 43,
         "\u00e9" * 43,
         "x" * 5000,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
 
 from activityfeed.domain.events import Action, ResourceType
 from activityfeed.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from activityfeed.domain.sealing import Sealer
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -32,6 +28,21 @@ class Cursor:
 
 
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def fold_case(text: str) -> str:
+    """``text`` lower-cased letter by letter, as PostgreSQL's ``lower()`` (and so ILIKE)
+    does: the search's case-insensitivity on both databases.
+
+    Python's ``str.lower`` is the same but for two context rules PostgreSQL does not
+    have: a capital sigma ending a word becomes final sigma (PostgreSQL: the plain small
+    sigma), and ``İ`` becomes ``i`` plus a combining dot (PostgreSQL: ``i``). Text without
+    either takes the fast path.
+    """
+    lowered = text.lower()
+    if "\u0130" not in text and "\u03c2" not in lowered:
+        return lowered
+    return "".join("i" if c == "\u0130" else c.lower() for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +163,17 @@ def _is_date(text: str) -> bool:
 
 
 def parse_activity_query(
-    params: Mapping[str, Sequence[str]], *, now: datetime, sealer: Sealer | None = None
+    params: Mapping[str, Sequence[str]],
+    *,
+    now: datetime,
+    open_cursor: Callable[[str], Cursor] | None = None,
 ) -> ActivityQuery:
     """Parse query parameters (each name with all its values) into an ``ActivityQuery``.
 
     Unknown parameters are ignored; every known one is validated and a bad one raises
-    ``InvalidRequest`` naming it. A ``cursor`` is opened with ``sealer`` (a caller that
-    accepts cursors must pass it).
+    ``InvalidRequest`` naming it. A ``cursor`` is opened with ``open_cursor`` (the
+    ``open_cursor`` of the ``Sealer`` that made it; a caller that accepts cursors must
+    pass it), which raises ``InvalidRequest`` for one it did not make.
     """
 
     def one(*names: str) -> tuple[str, str] | None:
@@ -234,9 +249,9 @@ def parse_activity_query(
     owner = got[1].strip() or None if (got := one("owner")) else None
     cursor = None
     if not is_export and (got := one("cursor")):
-        if sealer is None:
+        if open_cursor is None:
             raise TypeError("a cursor needs the sealer that made it")
-        cursor = sealer.open_cursor(got[1].strip())
+        cursor = open_cursor(got[1].strip())
 
     return ActivityQuery(
         is_archived=is_archived,

@@ -25,7 +25,10 @@ from activityfeed.store.db import Tx
 
 
 def _current(tx: Tx, *, user_id: str, workspace_id: str) -> StreamPosition:
-    head_seq, _ = event_store.select_head(tx, workspace_id)
+    # The newest event *this viewer* may see, not the workspace's head: a position that
+    # moved with a teammate's private event (their settings, their API keys) would tell,
+    # sealed or not, that they did something.
+    head_seq = event_store.select_visible_head_seq(tx, workspace_id, user_id)
     change_seq = stream_store.max_change_seq(tx, workspace_id=workspace_id, user_id=user_id)
     return StreamPosition(head_seq, change_seq)
 
@@ -131,8 +134,8 @@ def catch_up(
         else:
             at = at.advanced(event_seq=item.event.seq)
             items.append(ActivityItem(view=views[item.event.seq], position=at))
-    # Everything up to the snapshot's head was read (other members' private events
-    # included, which are skipped): the client stands at the head.
+    # Everything up to the viewer's newest visible event was read: the client stands
+    # there (other members' private events above it are skipped again next time).
     return Delivery(items=items, position=current)
 
 

@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from activityfeed.domain.query import fold_case
+
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
@@ -66,6 +68,17 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # FULL makes every commit durable across power loss, not just process crashes.
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+    # The search index's case folding (``store.events.FTS_BATCH_SQL``): SQLite's own
+    # (FTS5's) follows an old Unicode and folds letters PostgreSQL's ILIKE keeps apart.
+    dbapi_conn.create_function(FOLD_FUNCTION, 1, _fold, deterministic=True)
+
+
+#: The SQL name of ``domain.query.fold_case`` on SQLite connections.
+FOLD_FUNCTION = "af_fold"
+
+
+def _fold(value: object) -> object:
+    return fold_case(value) if isinstance(value, str) else value
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

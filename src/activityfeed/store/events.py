@@ -43,7 +43,7 @@ from activityfeed.domain.events import (
     Source,
     SourceKind,
 )
-from activityfeed.domain.query import ActivityQuery, Cursor
+from activityfeed.domain.query import ActivityQuery, Cursor, fold_case
 from activityfeed.domain.state import Watermarks
 from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
@@ -114,6 +114,26 @@ HEAD = (
     .order_by(newest_first_in_workspace())
     .limit(1)
 )
+
+
+VISIBLE_HEAD = (
+    select(events.c.seq)
+    .where(
+        events.c.workspace_id == bindparam("ws"),
+        or_(events.c.private_to.is_(None), events.c.private_to == bindparam("viewer")),
+    )
+    .order_by(newest_first_in_workspace())
+    .limit(1)
+)
+
+
+def select_visible_head_seq(tx: Tx, workspace_id: str, viewer_id: str) -> int:
+    """The ``seq`` of the newest event of the workspace the viewer may see (0 for none).
+
+    Walks ``ux_events_ord`` down from the head past other members' private events
+    (their settings, their keys: few, and rarely the newest)."""
+    value = tx.conn.execute(VISIBLE_HEAD, {"ws": workspace_id, "viewer": viewer_id}).scalar()
+    return int(value or 0)
 
 
 def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
@@ -255,9 +275,12 @@ def copy_rows(tx: Tx, table: str, columns: Sequence[str], rows: Iterable[Sequenc
 
 
 #: SQLite's per-batch index statements (``index_batch``), shared with the bench floor.
+#: The index holds the text folded by ``domain.query.fold_case`` (``af_fold``, registered
+#: on every connection by ``store.db``), and its trigrams are case-sensitive: a search,
+#: folded the same way, then matches what PostgreSQL's ILIKE matches (migration 0010).
 FTS_BATCH_SQL = (
     "INSERT INTO events_fts(rowid, body) "
-    "SELECT seq, resource_name || ' ' || resource_type || ' ' || description "
+    "SELECT seq, af_fold(resource_name || ' ' || resource_type || ' ' || description) "
     "FROM events WHERE seq BETWEEN :lo AND :hi"
 )
 DAY_COUNTS_BATCH_SQL = (
@@ -425,7 +448,7 @@ def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
         tx.conn.execute(_CUSTOM_PLANS)
         return _SEARCH_TEXT.ilike(pattern, escape="\\"), False
     if len(search) >= 3:
-        phrase = '"' + search.replace('"', '""') + '"'
+        phrase = '"' + fold_case(search).replace('"', '""') + '"'
         fts = (
             text("SELECT rowid FROM events_fts WHERE events_fts MATCH :phrase")
             .bindparams(phrase=phrase)

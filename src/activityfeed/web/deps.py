@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 
 from activityfeed.config import Settings
 from activityfeed.domain.accounts import ApiKey, Membership, Scope, Session
-from activityfeed.domain.sealing import Sealer
 from activityfeed.domain.state import MarksAndHead
 from activityfeed.errors import Forbidden, NotAuthenticated
 from activityfeed.services import accounts, apikeys
@@ -46,10 +45,10 @@ class Ctx:
     def now(self) -> datetime:
         return self.clock()
 
-    def sealer(self) -> Sealer:
-        """What seals the cursors and stream positions this app hands out (call it off
-        the event loop: the first call reads the key)."""
-        return self.sealers.get()
+    def sealer(self) -> LazySealer:
+        """What seals the cursors and stream positions this app hands out, and opens the
+        ones sent back (off the event loop: it reads the key now and then)."""
+        return self.sealers
 
 
 def ctx(request: Request) -> Ctx:

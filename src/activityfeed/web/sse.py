@@ -381,7 +381,7 @@ class Broker:
         ``workspace_id``), and the position ``last_event_id`` names in this stream."""
         with self.db.read() as tx:
             slugs = stream_service.stream_workspaces(tx, user_id=user_id, workspace_id=workspace_id)
-        position = self.sealers.get().open_position(
+        position = self.sealers.open_position(
             last_event_id, workspace_id=workspace_id, user_id=user_id
         )
         return slugs, position
@@ -622,8 +622,8 @@ class Broker:
                 queue.put_nowait(frame)
             return
         assert client.position is not None
-        # On the event loop, but no I/O: frames were built (``_build``), so the key is loaded.
-        sealed = self.sealers.get().seal_position(
+        # On the event loop, so no I/O: frames were built (``_build``), the key is loaded.
+        sealed = self.sealers.loaded().seal_position(
             client.position, workspace_id=client.workspace_id, user_id=client.user_id
         )
         reset = _reset(sealed)

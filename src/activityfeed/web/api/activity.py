@@ -159,7 +159,7 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
         params: dict[str, list[str]] = {}
         for name, value in request.query_params.multi_items():
             params.setdefault(name, []).append(value)
-        q = parse_activity_query(params, now=now, sealer=sealer)
+        q = parse_activity_query(params, now=now, open_cursor=sealer.open_cursor)
         membership = workspaces.active_workspace(tx, session, q.owner, known=active)
         if q.is_export:
             return session, q, membership, None

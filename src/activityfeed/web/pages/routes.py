@@ -264,7 +264,7 @@ def _feed(request: Request, c: Ctx, session: Session) -> dict[str, Any]:
     error = None
     sealer = c.sealer()
     try:
-        q = parse_activity_query(params, now=now, sealer=sealer)
+        q = parse_activity_query(params, now=now, open_cursor=sealer.open_cursor)
     except AppError as exc:
         error = exc.message
         q = parse_activity_query({}, now=now)
