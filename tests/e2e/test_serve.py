@@ -217,21 +217,22 @@ def test_both_workers_take_connections_that_arrive_together(database_url):
     assert min(held.values()) >= 1, held
 
 
+def _workers(running: ServerProcess) -> list[str]:
+    """The pids of the server's live worker processes (its spawned children)."""
+    pid = running.proc.pid
+    return [
+        child
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
 def test_a_dead_workers_connections_wait_for_its_replacement(database_url):
     """Each worker's listening socket outlives it (the supervisor holds it): connections
     the kernel hands to a worker that just died queue until its replacement serves them,
     rather than being refused or lost."""
     with server_process(database_url, workers=2) as running:
-        children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
-
-        def workers() -> list[str]:
-            return [
-                pid
-                for pid in children.read_text().split()
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
-
-        first = workers()
+        first = _workers(running)
         os.kill(int(first[0]), signal.SIGKILL)
         # Sixteen fresh connections: about half hash to the dead worker's socket.
         statuses = []
@@ -242,7 +243,7 @@ def test_a_dead_workers_connections_wait_for_its_replacement(database_url):
         # The supervisor replaces the dead worker on its next check (every half second):
         # the sixteen answers may all have come from the live one before it did.
         deadline = time.monotonic() + 30
-        while len(now := workers()) != 2 and time.monotonic() < deadline:
+        while len(now := _workers(running)) != 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(now) == 2, now
         assert first[0] not in now
@@ -254,22 +255,13 @@ def test_a_worker_that_dies_while_being_checked_is_replaced_at_once(database_url
     the wait ends with the process, not with the minute (meanwhile the dead worker's
     connections queue, and the supervisor answers no signal)."""
     with server_process(database_url, workers=2) as running:
-        children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
-
-        def workers() -> list[str]:
-            return [
-                pid
-                for pid in children.read_text().split()
-                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            ]
-
-        victim = workers()[0]
+        victim = _workers(running)[0]
         # Stopped, it cannot answer: within a second the supervisor's check waits on it.
         os.kill(int(victim), signal.SIGSTOP)
         time.sleep(2)
         os.kill(int(victim), signal.SIGKILL)
         deadline = time.monotonic() + 20  # a third of the check's own timeout
-        while (len(now := workers()) != 2 or victim in now) and time.monotonic() < deadline:
+        while (len(now := _workers(running)) != 2 or victim in now) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(now) == 2, now
         assert victim not in now, now

@@ -295,14 +295,8 @@ CAPITAL_SIGMA, SMALL_SIGMA = "\N{GREEK CAPITAL LETTER SIGMA}", "\N{GREEK SMALL L
 CAPITAL_MU, SMALL_MU = "\N{GREEK CAPITAL LETTER MU}", "\N{GREEK SMALL LETTER MU}"
 
 
-def test_short_searches_match_only_the_same_letter_in_another_case(world):
-    """Dotless i, long s and the micro sign upper-case to 'I', 'S' and Greek capital mu,
-    but are other letters: a short search finds only the letter it names."""
-    turkish = f"k{DOTLESS_I}rm{DOTLESS_I}z{DOTLESS_I}-model"
-    long_s = f"{LONG_S}tra\N{LATIN SMALL LETTER SHARP S}e-{LONG_S}et"
-    micro = f"{MICRO}m-scale"
-    greek = f"{CAPITAL_SIGMA}-{SMALL_MU}-sum"
-    names = (turkish, "mini-bike", long_s, "street", micro, greek)
+def _named_models(world, names: tuple[str, ...]):
+    """Record a model event per name; the search that answers with the names found."""
     sent = world.send(
         [
             event_body(n, resourceType="model", action="created", resourceName=name)
@@ -313,6 +307,19 @@ def test_short_searches_match_only_the_same_letter_in_another_case(world):
 
     def found(term: str) -> set[str]:
         return {by_id[i] for i in ids(world.viewer.activity(search=term, limit=100))}
+
+    return found
+
+
+def test_short_searches_match_only_the_same_letter_in_another_case(world):
+    """Dotless i, long s and the micro sign upper-case to 'I', 'S' and Greek capital mu,
+    but are other letters: a short search finds only the letter it names."""
+    turkish = f"k{DOTLESS_I}rm{DOTLESS_I}z{DOTLESS_I}-model"
+    long_s = f"{LONG_S}tra\N{LATIN SMALL LETTER SHARP S}e-{LONG_S}et"
+    micro = f"{MICRO}m-scale"
+    greek = f"{CAPITAL_SIGMA}-{SMALL_MU}-sum"
+    names = (turkish, "mini-bike", long_s, "street", micro, greek)
+    found = _named_models(world, names)
 
     for term in (DOTLESS_I, f"m{DOTLESS_I}", f"{DOTLESS_I}rm", f"K{DOTLESS_I}"):
         assert found(term) == {turkish}, term
@@ -347,16 +354,7 @@ def test_long_searches_fold_case_as_postgresql_does(world):
     greek = f"{CAPITAL_SIGMA}{CAPITAL_SIGMA}{CAPITAL_SIGMA}-model"  # final sigma, lowered
     turkish = f"{DOTTED_I}stanbul-edge"
     names = (georgian, long_s, "strange-walk", micro, f"{SMALL_MU}m-scale", greek, turkish)
-    sent = world.send(
-        [
-            event_body(n, resourceType="model", action="created", resourceName=name)
-            for n, name in enumerate(names)
-        ]
-    )
-    by_id = {e["id"]: e["resourceName"] for e in sent}
-
-    def found(term: str) -> set[str]:
-        return {by_id[i] for i in ids(world.viewer.activity(search=term, limit=100))}
+    found = _named_models(world, names)
 
     assert found(GEORGIAN_SMALL) == {georgian}
     assert found(GEORGIAN_CAPITALS) == {georgian}
