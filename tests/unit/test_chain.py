@@ -3,6 +3,7 @@ JSON round trips, and tells apart values that look alike."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -64,13 +65,63 @@ def test_one_instant_in_any_offset_is_one_form() -> None:
         {"metadata": {"b": "1", "a": [1.5, None]}},
         {"metadata": {"b": 1, "a": [None, 1.5]}},
         {"created_at": AT + timedelta(microseconds=1)},
-        {"seq": 8},
         {"ws_ord": 4},
         {"payload_hash": "x"},
     ],
 )
-def test_values_that_look_alike_hash_apart(changes: dict[str, object]) -> None:
-    assert chain.leaf(_row(**changes)) != chain.leaf(_row())
+@pytest.mark.parametrize("version", sorted(chain.VERSIONS))
+def test_values_that_look_alike_hash_apart(changes: dict[str, object], version: int) -> None:
+    assert chain.leaf(_row(**changes), version) != chain.leaf(_row(), version)
+
+
+def test_version_1_hashes_seq_and_version_2_does_not() -> None:
+    """``seq`` is every workspace's counter: version 2 leaves it out, so an export need
+    not give it."""
+    assert chain.leaf(_row(seq=8), 1) != chain.leaf(_row(), 1)
+    assert chain.leaf(_row(seq=8), 2) == chain.leaf(_row(), 2) == chain.leaf(_row(seq=None), 2)
+    assert chain.VERSION == 2
+
+
+def test_version_2_is_version_1_without_seq() -> None:
+    """The same array, with the version number in front and ``seq`` taken out; and new
+    checkpoints are of version 2."""
+    one = json.loads(chain.canonical(_row(), 1))
+    two = json.loads(chain.canonical(_row(), 2))
+    assert one[:2] == [1, 7]
+    assert two == [2, *one[2:]]
+    assert chain.canonical(_row()) == chain.canonical(_row(), 2)
+    assert chain.leaf(_row(), 1) != chain.leaf(_row(), 2)
+
+
+def test_an_unknown_version_has_no_canonical_form() -> None:
+    with pytest.raises(ValueError, match="version 3"):
+        chain.canonical(_row(), 3)
+
+
+def test_each_checkpoint_hashes_its_leaves_in_its_own_version() -> None:
+    """A history of version-1 checkpoints followed by version-2 ones verifies; a leaf
+    hashed in the other checkpoint's version does not; an unknown version is named."""
+    rows = [_row(seq=10 + n, ws_ord=n, id=f"e{n}") for n in (1, 2, 3)]
+    leaves = [chain.Leaf(ws_ord=n, seq=10 + n, values=rows[n - 1]) for n in (1, 2, 3)]
+    first = chain.fold(chain.genesis("w1"), 1, 2, [chain.leaf(r, 1) for r in rows[:2]])
+    second = chain.fold(first, 3, 3, [chain.leaf(rows[2], 2)])
+    mixed = [chain.Checkpoint(1, 2, first.hex(), 1), chain.Checkpoint(3, 3, second.hex(), 2)]
+
+    report = chain.check("w1", mixed, leaves)
+
+    assert report.ok, report
+    assert report.head == chain.Head(3, second.hex())
+    swapped = [dataclasses.replace(mixed[0], version=2), mixed[1]]
+    broken = chain.check("w1", swapped, leaves).broken
+    assert broken == chain.Break(
+        1,
+        chain.BreakKind.CONTENT_MISMATCH,
+        "the events at positions 1..2 do not match their checkpoint",
+    )
+    unknown = [mixed[0], dataclasses.replace(mixed[1], version=3)]
+    broken = chain.check("w1", unknown, leaves).broken
+    assert broken is not None
+    assert (broken.ws_ord, broken.kind) == (3, chain.BreakKind.UNKNOWN_VERSION)
 
 
 def test_a_checkpoint_chains_from_its_workspace() -> None:

@@ -2,13 +2,14 @@
 
 The rules, with no I/O (see docs/decisions/0003-tamper-evidence.md):
 
-* **Leaf.** Every event has a leaf hash, ``sha256(canonical(event))``, where the
-  canonical form (version ``VERSION``) is a compact ASCII JSON array of the version and
-  every stored field in ``FIELDS`` order, times as ISO 8601 in UTC to the microsecond
-  (``2026-11-26T09:15:02.123456+00:00``), and metadata with sorted
+* **Leaf.** Every event has a leaf hash, ``sha256(canonical(event, version))``, where
+  the canonical form is a compact ASCII JSON array of the version and the stored fields
+  in ``FIELDS`` order (version 1: all of them; version 2, ``VERSION``, written since:
+  all but ``seq``, the counter every workspace shares), times as ISO 8601 in UTC to the
+  microsecond (``2026-11-26T09:15:02.123456+00:00``), and metadata with sorted
   keys and numbers normalised so that a JSON round trip through either database (JSONB
   stores ``1e20`` as the integer ``100000000000000000000`` and ``-0.0`` as ``0``) gives
-  the same bytes.
+  the same bytes. A checkpoint states the version its leaves were computed in.
 * **Checkpoint.** Each recording transaction writes one checkpoint covering the
   ``ws_ord`` range it appended: ``digest = sha256(previous digest ‖ first ‖ last ‖ leaves)``.
   The first checkpoint of a workspace chains from ``genesis(workspace_id)``.
@@ -33,10 +34,14 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-#: The canonical serialisation's version; stored on every checkpoint.
-VERSION = 1
+#: The canonical serialisation's version that new checkpoints are written in (each
+#: checkpoint stores its own).
+VERSION = 2
+#: Every version ``check`` can verify: history is immutable, so old ones stay.
+VERSIONS = frozenset({1, 2})
 
-#: Every stored column of ``events``, in the order the canonical form lists them.
+#: Every stored column of ``events``, in the order the canonical form lists them
+#: (version 2 leaves out the first, ``seq``).
 FIELDS = (
     "seq",
     "id",
@@ -102,24 +107,36 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def canonical(values: Sequence[Any]) -> bytes:
-    """The version-1 canonical bytes of one event given as values in ``FIELDS`` order.
+def canonical(values: Sequence[Any], version: int = VERSION) -> bytes:
+    """The canonical bytes, in ``version``, of one event given as values in ``FIELDS``
+    order (version 2 ignores the ``seq`` value, which may then be None).
 
-    Raises ``ValueError`` for a naive datetime or a row of the wrong width.
+    Raises ``ValueError`` for a naive datetime, a row of the wrong width or a version
+    not in ``VERSIONS``.
     """
     if len(values) != len(FIELDS):
         raise ValueError(f"an event has {len(FIELDS)} fields, got {len(values)}")
-    row = [VERSION, *values]
-    row[_CREATED + 1] = _time(row[_CREATED + 1])
-    row[_RECORDED + 1] = _time(row[_RECORDED + 1])
-    metadata = row[_METADATA + 1]
-    row[_METADATA + 1] = _norm(metadata) if metadata else {}
+    if version == 2:
+        # seq is FIELDS[0]: the version takes its place, so the row is the values with
+        # their first one replaced (tests/unit/test_chain.py holds it to version 1).
+        row = list(values)
+        row[0] = 2
+        shift = 0
+    elif version == 1:
+        row = [1, *values]
+        shift = 1
+    else:
+        raise ValueError(f"no canonical form of version {version}")
+    row[_CREATED + shift] = _time(row[_CREATED + shift])
+    row[_RECORDED + shift] = _time(row[_RECORDED + shift])
+    metadata = row[_METADATA + shift]
+    row[_METADATA + shift] = _norm(metadata) if metadata else {}
     return _ENCODER.encode(row).encode("ascii")
 
 
-def leaf(values: Sequence[Any]) -> bytes:
-    """The 32-byte leaf hash of one event (values in ``FIELDS`` order)."""
-    return _sha256(canonical(values)).digest()
+def leaf(values: Sequence[Any], version: int = VERSION) -> bytes:
+    """The 32-byte leaf hash of one event (values in ``FIELDS`` order) in ``version``."""
+    return _sha256(canonical(values, version)).digest()
 
 
 def genesis(workspace_id: str) -> bytes:
@@ -151,11 +168,19 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """One event's place and hash, as the verifier needs them."""
+    """One event's place and what its leaf hash comes from, as the verifier needs them:
+    its ``values`` (in ``FIELDS`` order), hashed in the version of the checkpoint that
+    covers it, or else its ``hash`` as given (an export's hidden event, hashed by the
+    exporter in that version)."""
 
     ws_ord: int
     seq: int | None
-    hash: bytes
+    hash: bytes = b""
+    values: Sequence[Any] | None = None
+
+    def hash_in(self, version: int) -> bytes:
+        """The leaf hash in ``version`` (one of ``VERSIONS``)."""
+        return self.hash if self.values is None else leaf(self.values, version)
 
 
 class BreakKind(StrEnum):
@@ -235,8 +260,11 @@ def check(
     """Verify one workspace: ``checkpoints`` by ``last_ord`` and ``leaves`` by ``ws_ord``
     (then ``seq``), as stored. Stops at the first break.
 
+    Each leaf is hashed in the version of the checkpoint that covers it, so histories
+    whose older checkpoints are version 1 and newer ones version 2 verify.
     ``anchors`` are heads kept elsewhere; the chain must pass through each exactly.
-    ``Leaf.seq`` may be None (an export's hidden events); then order is not checked there.
+    ``Leaf.seq`` may be None (an export's hidden events, and its events under version-2
+    checkpoints); then order is not checked there.
     """
     previous = genesis(workspace_id)
     expected = 1
@@ -261,7 +289,7 @@ def check(
     if broken := anchored(0, previous):
         return report(broken)
     for cp in checkpoints:
-        if cp.version != VERSION:
+        if cp.version not in VERSIONS:
             return report(Break(cp.first_ord, BreakKind.UNKNOWN_VERSION, f"version {cp.version}"))
         if cp.first_ord > expected:
             what = "history does not start at 1" if expected == 1 else "no checkpoint covers"
@@ -280,6 +308,7 @@ def check(
                     f"checkpoint {cp.first_ord}..{cp.last_ord} after position {expected - 1}",
                 )
             )
+        version = cp.version
         hashes: list[bytes] = []
         for position in range(cp.first_ord, cp.last_ord + 1):
             if current is None or current.ws_ord > position:
@@ -304,7 +333,7 @@ def check(
                         )
                     )
                 last_seq = current.seq
-            hashes.append(current.hash)
+            hashes.append(current.hash_in(version))
             current = next(stream, None)
         digest = fold(previous, cp.first_ord, cp.last_ord, hashes)
         if digest.hex() != cp.digest.lower():

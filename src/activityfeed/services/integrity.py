@@ -228,8 +228,10 @@ def _export_leaf(event: dict[str, Any], extra: dict[str, Any]) -> chain.Leaf:
         "sourceKeyPrefix": event["source"].get("apiKeyPrefix"),
     }
     shown |= extra.get("stored", {})
+    # Lines under version-2 checkpoints give no seq, and their leaves do not need it.
+    seq = extra.get("seq")
     values = (
-        extra["seq"],
+        seq,
         event["id"],
         event["workspaceId"],
         extra["wsOrd"],
@@ -250,7 +252,9 @@ def _export_leaf(event: dict[str, Any], extra: dict[str, Any]) -> chain.Leaf:
         extra["idempotencyKey"],
         extra["payloadHash"],
     )
-    return chain.Leaf(ws_ord=int(extra["wsOrd"]), seq=int(extra["seq"]), hash=chain.leaf(values))
+    return chain.Leaf(
+        ws_ord=int(extra["wsOrd"]), seq=None if seq is None else int(seq), values=values
+    )
 
 
 def _export_leaves(workspace_id: str, events: _Peek, extras: _Peek) -> Iterator[chain.Leaf]:

@@ -62,7 +62,8 @@ def append_checkpoint(
     tx: Tx, workspace_id: str, head: ChainHead, rows: Sequence[Sequence[Any]]
 ) -> str:
     """Write the checkpoint of ``rows`` (values in ``chain.FIELDS`` order, numbered
-    ``head.ws_ord + 1 …``): one hash per event and one INSERT. Returns the new digest.
+    ``head.ws_ord + 1 …``) in canonical version ``chain.VERSION``: one hash per event and
+    one INSERT. Returns the new digest.
 
     When the stored checkpoints stop short of ``head.ws_ord`` (events written without
     their checkpoint), this one still chains from the newest checkpoint: the writer
@@ -150,9 +151,10 @@ def iter_stored(tx: Tx, workspace_id: str) -> Iterator[tuple[Any, ...]]:
 
 
 def iter_leaves(tx: Tx, workspace_id: str) -> Iterator[chain.Leaf]:
-    """The leaf hash of every stored event, by position."""
+    """Every stored event as a leaf, by position: its values, which ``chain.check``
+    hashes in the version of the checkpoint that covers it, and its stored ``seq``."""
     for values in iter_stored(tx, workspace_id):
-        yield chain.Leaf(ws_ord=int(values[_ORD]), seq=int(values[_SEQ]), hash=chain.leaf(values))
+        yield chain.Leaf(ws_ord=int(values[_ORD]), seq=int(values[_SEQ]), values=values)
 
 
 def select_workspaces(tx: Tx, slug: str | None = None) -> list[tuple[str, str]]:
