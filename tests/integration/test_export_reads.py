@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from activityfeed.domain import chain
 from activityfeed.domain.events import Action, Actor, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.state import Watermarks
 from activityfeed.domain.workspaces import Role
@@ -110,7 +111,10 @@ def test_chain_rows_are_the_stored_values_and_lines_the_plain_records(db, clock)
     for row, values in zip(rows, stored, strict=True):
         assert export_store.chain_values(row) == values
         for viewer in (me, other):
-            line = integrity.chain_line(team, viewer, row)
-            assert json.loads(line) == integrity.reference_chain_record(team, viewer, values)
-            leaves += "leaf" in json.loads(line)
-    assert leaves == 2 + 1  # the member sees two hidden events, the owner one
+            for version in chain.VERSIONS:
+                line = integrity.chain_line(team, viewer, row, version)
+                plain = integrity.reference_chain_record(team, viewer, values, version)
+                assert json.loads(line) == plain
+                leaves += "leaf" in json.loads(line)
+    # The member sees two hidden events, the owner one; each checked in both versions.
+    assert leaves == (2 + 1) * len(chain.VERSIONS)

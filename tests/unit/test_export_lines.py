@@ -177,15 +177,33 @@ CHAIN_ROWS = {
 }
 
 
+@pytest.mark.parametrize("version", sorted(chain.VERSIONS))
 @pytest.mark.parametrize("row", CHAIN_ROWS.values(), ids=CHAIN_ROWS.keys())
-def test_a_chain_line_is_the_plain_encoding_byte_for_byte(row: list[Any]) -> None:
+def test_a_chain_line_is_the_plain_encoding_byte_for_byte(row: list[Any], version: int) -> None:
     values = export_store.chain_values(row)
-    plain = integrity.reference_chain_record("w_01", "u_me", values)
+    plain = integrity.reference_chain_record("w_01", "u_me", values, version)
 
-    line = integrity.chain_line("w_01", "u_me", row)
+    line = integrity.chain_line("w_01", "u_me", row, version)
 
     assert line == integrity._line(plain)
     assert json.loads(line) == plain
+
+
+@pytest.mark.parametrize("row", CHAIN_ROWS.values(), ids=CHAIN_ROWS.keys())
+def test_only_a_version_1_line_gives_seq(row: list[Any]) -> None:
+    """``seq`` counts every workspace's events: a line gives it only where a version-1
+    checkpoint's leaf needs it; a hidden event's leaf is hashed in the line's version."""
+    values = export_store.chain_values(row)
+    one = json.loads(integrity.chain_line("w_01", "u_me", row, 1))
+    two = json.loads(integrity.chain_line("w_01", "u_me", row))
+
+    assert "seq" not in two
+    if "leaf" in two:
+        assert two["leaf"] == chain.leaf(values, 2).hex()
+        assert one["leaf"] == chain.leaf(values, 1).hex()
+    else:
+        assert one.pop("seq") == 90211
+        assert one == two
 
 
 def test_chain_values_are_the_stored_values() -> None:

@@ -102,6 +102,8 @@ _ORD, _SEQ, _ID, _PRIVATE, _KEY, _HASH, _RECORDED = (
     for n in ("ws_ord", "seq", "id", "private_to", "idempotency_key", "payload_hash", "recorded_at")
 )
 _ACTOR_ID, _ACTOR_NAME, _ACTOR_EMAIL, _PREFIX = (_I[column] for column, _ in _LOSSY)
+#: The one canonical version whose leaves hash ``seq``, so whose lines must give it.
+_WITH_SEQ = 1
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -113,22 +115,30 @@ def _quote_or_null(value: str | None) -> str:
 
 
 def reference_chain_record(
-    workspace_id: str, user_id: str, values: Sequence[Any]
+    workspace_id: str, user_id: str, values: Sequence[Any], version: int = chain.VERSION
 ) -> dict[str, Any]:
     """The ``chain.jsonl`` record of one event, from its values as
-    ``store.chain.iter_stored`` gives them, built the plain way: the form that
-    ``chain_line`` spells directly, and what it falls back on for the rare line with a
-    ``stored`` part."""
+    ``store.chain.iter_stored`` gives them, for a checkpoint of canonical ``version``
+    (one of ``chain.VERSIONS``), built the plain way: the form that ``chain_line`` spells
+    directly, and what it falls back on for the rare line with a ``stored`` part.
+
+    Only version 1 gives ``seq``: its leaves cannot be recomputed without it.
+    """
     position = int(values[_ORD])
     owner = values[_PRIVATE]
     if owner is not None and owner != user_id:
         # Another user's private event: its hash, never its content.
-        return {"workspaceId": workspace_id, "wsOrd": position, "leaf": chain.leaf(values).hex()}
-    record: dict[str, Any] = {
-        "workspaceId": workspace_id,
-        "wsOrd": position,
-        "id": values[_ID],
-        "seq": values[_SEQ],
+        return {
+            "workspaceId": workspace_id,
+            "wsOrd": position,
+            "leaf": chain.leaf(values, version).hex(),
+        }
+    record: dict[str, Any] = {"workspaceId": workspace_id, "wsOrd": position, "id": values[_ID]}
+    if version == _WITH_SEQ:
+        # The global counter: it tells how much other workspaces recorded in between,
+        # which is why version 2 leaves it out (ADR 0003, "Version 2").
+        record["seq"] = values[_SEQ]
+    record |= {
         "recordedAt": _exact(values[_RECORDED]),
         "privateTo": owner,
         "idempotencyKey": values[_KEY],
@@ -141,9 +151,12 @@ def reference_chain_record(
     return record
 
 
-def chain_line(workspace_id: str, user_id: str, row: Sequence[Any]) -> str:
+def chain_line(
+    workspace_id: str, user_id: str, row: Sequence[Any], version: int = chain.VERSION
+) -> str:
     """The encoded ``chain.jsonl`` line of one event, from a row of
-    ``export_store.iter_chain_rows`` (times as text, metadata as JSON text).
+    ``export_store.iter_chain_rows`` (times as text, metadata as JSON text), for a
+    checkpoint of canonical ``version`` (one of ``chain.VERSIONS``).
 
     Spelled directly for the usual line (an event the user sees whose public record
     shows its actor and key prefix exactly): the recording time sliced from its text,
@@ -159,11 +172,14 @@ def chain_line(workspace_id: str, user_id: str, row: Sequence[Any]) -> str:
         else (actor_id is None and name is None and email is None)
     ) and row[_PREFIX] != ""
     if not exact or (owner is not None and owner != user_id):
-        return _line(reference_chain_record(workspace_id, user_id, export_store.chain_values(row)))
+        return _line(
+            reference_chain_record(workspace_id, user_id, export_store.chain_values(row), version)
+        )
     recorded = row[_RECORDED]
+    seq = f',"seq":{int(row[_SEQ])}' if version == _WITH_SEQ else ""
     return (
         f'{{"workspaceId":{_quote(workspace_id)},"wsOrd":{int(row[_ORD])},'
-        f'"id":{_quote(row[_ID])},"seq":{int(row[_SEQ])},'
+        f'"id":{_quote(row[_ID])}{seq},'
         f'"recordedAt":"{recorded[:10]}T{recorded[11:]}Z","privateTo":{_quote_or_null(owner)},'
         f'"idempotencyKey":{_quote_or_null(row[_KEY])},'
         f'"payloadHash":{_quote_or_null(row[_HASH])}}}\n'
@@ -182,7 +198,13 @@ def _workspace_chain(tx: Tx, user_id: str, workspace_id: str) -> Iterator[str]:
                 head = chain.Head(cp.last_ord, cp.digest)
                 yield _line(_checkpoint_line(workspace_id, cp))
                 cp = next(checkpoints, None)
-            yield chain_line(workspace_id, user_id, row)
+            # A line is written for the version of the checkpoint that covers it. An
+            # event no checkpoint covers, or one of an unknown version, cannot verify
+            # anyway: its line is the current version's, which gives no seq.
+            version = chain.VERSION
+            if cp is not None and cp.first_ord <= position and cp.version in chain.VERSIONS:
+                version = cp.version
+            yield chain_line(workspace_id, user_id, row, version)
     while cp is not None:
         head = chain.Head(cp.last_ord, cp.digest)
         yield _line(_checkpoint_line(workspace_id, cp))
