@@ -34,6 +34,7 @@ from tests.factories import (
     make_team,
     make_user,
     personal_workspace,
+    record_system_event,
 )
 from tests.functional.feed_helpers import assert_error, record_private
 
@@ -513,3 +514,35 @@ def test_an_abandoned_download_closes_cleanly(client, db, clock):
         stream.close()
 
     assert ingest(client, secret, event_body(9999)).status_code == 201
+
+
+def test_the_chain_part_does_not_count_other_workspaces(app, db, clock, tmp_path):
+    """``events.seq`` is every workspace's counter: with 37 events recorded in a
+    stranger's workspace between two of mine, my export's chain.jsonl gives no seq (the
+    chain's version 2 does not hash it), and the export still verifies."""
+    me = make_user(db, clock)
+    stranger = make_user(db, clock)
+    mine, elsewhere = personal_workspace(db, me), personal_workspace(db, stranger)
+    first = record_system_event(db, mine.id, 1, now=clock())
+    for n in range(37):
+        record_system_event(db, elsewhere.id, 100 + n, now=clock())
+    second = record_system_event(db, mine.id, 2, now=clock())
+    with db.read() as tx:
+        seqs = dict(
+            tx.conn.execute(
+                select(events.c.id, events.c.seq).where(events.c.id.in_([first, second]))
+            ).all()
+        )
+    assert seqs[second] - seqs[first] == 38  # what a line with seq would show
+
+    data = Browser(app, me.email).get(EXPORT).content
+
+    _, parts = read_zip(data)
+    lines = jsonl(parts["chain.jsonl"])
+    own = {c["id"]: c for c in lines if "id" in c}
+    assert {first, second} <= own.keys()
+    assert all("seq" not in c for c in lines), lines
+    assert {c["checkpoint"]["version"] for c in lines if "checkpoint" in c} == {2}
+    saved = tmp_path / "export.zip"
+    saved.write_bytes(data)
+    assert [(slug, r.ok) for slug, r in integrity.verify_export(saved)] == [(mine.slug, True)]

@@ -2,6 +2,8 @@
 done with raw SQL behind the application's back, makes ``verify`` fail at (or just
 before) the first tampered position, on SQLite and PostgreSQL; clean histories (bulk
 loaded, concurrently recorded, with awkward metadata) verify with no false alarm.
+Each history is either all of canonical version 2 (what is written now) or "mixed":
+version-1 checkpoints, as the code before version 2 wrote them, then version-2 ones.
 
 Each tampering runs in a transaction that is rolled back after ``verify`` has looked at
 it, so Hypothesis can try many on the same history. ``ACTIVITYFEED_LONG_TAMPER=1`` runs
@@ -42,6 +44,7 @@ from activityfeed.services import integrity
 from activityfeed.services.accounts import normalise_email
 from activityfeed.services.events import record_events
 from activityfeed.store import bulk
+from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Database, Tx
 from tests.factories import make_team, make_user
 
@@ -65,6 +68,8 @@ class History:
     rows: list[tuple[int, int]]
     #: ws_ord of the last event of each checkpoint.
     boundaries: list[int]
+    #: The last position covered by version-1 checkpoints (0: none).
+    v1_until: int = 0
 
 
 def _draft(workspace_id: str, i: int, owner: Actor) -> EventDraft:
@@ -85,8 +90,34 @@ def _draft(workspace_id: str, i: int, owner: Actor) -> EventDraft:
     )
 
 
-@pytest.fixture
-def history(db: Database, clock) -> History:
+#: In a mixed history, the batches recorded before version 2.
+V1_BATCHES = 4
+
+
+def rewrite_as_version_1(db: Database, workspace_id: str) -> int:
+    """Rewrite every checkpoint of the workspace as the code before version 2 wrote it
+    (leaves of canonical version 1, which hash ``seq``); the last position covered."""
+    with db.write() as tx:
+        stored = chain_store.iter_stored(tx, workspace_id)
+        previous = chain.genesis(workspace_id)
+        checkpoints = list(chain_store.iter_checkpoints(tx, workspace_id))
+        for cp in checkpoints:
+            assert cp.version == 2
+            leaves = [chain.leaf(next(stored), 1) for _ in range(cp.first_ord, cp.last_ord + 1)]
+            previous = chain.fold(previous, cp.first_ord, cp.last_ord, leaves)
+            run(
+                tx,
+                "UPDATE event_checkpoints SET version = 1, digest = :d "
+                "WHERE workspace_id = :w AND last_ord = :l",
+                d=previous.hex(),
+                w=workspace_id,
+                l=cp.last_ord,
+            )
+    return checkpoints[-1].last_ord
+
+
+@pytest.fixture(params=["v2", "mixed"])
+def history(db: Database, clock, request: pytest.FixtureRequest) -> History:
     owner = make_user(db, clock)
     # A member, whose export holds the owner's private events as hashes only.
     member = make_user(db, clock, email="member@example.com")
@@ -94,7 +125,10 @@ def history(db: Database, clock) -> History:
     other = make_team(db, clock, owner, name="Elsewhere")
     actor = Actor(id=owner.id, name=owner.name, email=owner.email)
     i = 0
-    for size in BATCHES:
+    v1_until = 0
+    for b, size in enumerate(BATCHES):
+        if request.param == "mixed" and b == V1_BATCHES:
+            v1_until = rewrite_as_version_1(db, team.id)
         with db.write() as tx:
             drafts = [_draft(team.id, i + k, actor) for k in range(size)]
             record_events(tx, drafts, now=clock())
@@ -119,7 +153,10 @@ def history(db: Database, clock) -> History:
         total += size
         bounds.append(total)
     assert [o for _, o in rows] == list(range(1, N + 1))
-    return History(team.id, team.slug, other.id, rows, bounds)
+    with db.read() as tx:
+        versions = [(cp.last_ord, cp.version) for cp in chain_store.iter_checkpoints(tx, team.id)]
+    assert versions == [(b, 1 if b <= v1_until else 2) for b in bounds]
+    return History(team.id, team.slug, other.id, rows, bounds, v1_until)
 
 
 @contextmanager
@@ -248,7 +285,13 @@ def edit_field(tx: Tx, history: History, draw: Draw) -> int:
                 s=seq,
             )
     elif column == "seq":
-        run(tx, "UPDATE events SET seq = seq + 1000000" + where, s=seq)
+        # Version 2 does not hash seq; the order check catches a seq that leaves its
+        # place (test_a_seq_edit_that_keeps_the_order_shows_only_under_version_1): so
+        # the last event's goes below its predecessor's and any other's above its
+        # successor's.
+        run(
+            tx, f"UPDATE events SET seq = {'-seq' if ord_ == N else 'seq + 1000000'}" + where, s=seq
+        )
     elif column == "ws_ord":
         run(tx, "UPDATE events SET ws_ord = ws_ord + 1000000" + where, s=seq)
     elif column == "workspace_id":
@@ -686,3 +729,91 @@ def test_an_export_verifies_offline_and_shows_edits(db, clock, history, tmp_path
         result = CliRunner().invoke(cli, ["verify", "--export", str(changed)])
         assert result.exit_code == 1, result.output
         assert f"BROKEN  {history.slug}  at position" in result.output
+
+
+def _covering(history: History, position: int) -> int:
+    """The first position of the checkpoint that covers ``position``."""
+    return max([0, *(b for b in history.boundaries if b < position)]) + 1
+
+
+def test_an_edited_field_is_a_content_mismatch_in_either_version(db, history) -> None:
+    """An edit of the newest event (under a version-2 checkpoint) and, in a mixed
+    history, of the first (under a version-1 one) breaks its own checkpoint."""
+    positions = [N] + ([1] if history.v1_until else [])
+    for position in positions:
+        seq, _ = history.rows[position - 1]
+        with tampered(db) as tx:
+            run(tx, "UPDATE events SET resource_name = resource_name || '!' WHERE seq = :s", s=seq)
+            report = verify(tx, history)
+        assert report.broken is not None
+        assert report.broken.kind is BreakKind.CONTENT_MISMATCH, report.broken
+        assert report.broken.ws_ord == _covering(history, position)
+
+
+def test_a_seq_edit_that_keeps_the_order_shows_only_under_version_1(db, history) -> None:
+    """Version 2 does not hash ``seq`` (every workspace's counter, which an export must
+    not give): an edit of it that keeps the workspace's order is seen only where a
+    version-1 checkpoint covers the event. One that changes the order is ``out_of_order``
+    in either version (the tampering ``edit_field``)."""
+    seq, _ = history.rows[0]
+    with tampered(db) as tx:
+        run(tx, "UPDATE events SET seq = -seq WHERE seq = :s", s=seq)
+        report = verify(tx, history)
+    if history.v1_until:
+        assert report.broken is not None
+        assert (report.broken.ws_ord, report.broken.kind) == (1, BreakKind.CONTENT_MISMATCH)
+    else:
+        assert report.ok, report
+
+
+def test_an_export_gives_seq_only_under_version_1_checkpoints(
+    db, clock, history, tmp_path: Path
+) -> None:
+    """A line of chain.jsonl carries the global ``seq`` only where a version-1 leaf
+    needs it; dropping it there, or editing a version-2 event in events.jsonl, breaks the
+    export's check at the covering checkpoint."""
+    original = tmp_path / "member.zip"
+    _export(db, clock, original)
+    with zipfile.ZipFile(original) as zf:
+        lines = [json.loads(line) for line in zf.read("chain.jsonl").decode().split("\n")[:-1]]
+    visible = [c for c in lines if c["workspaceId"] == history.workspace_id and "id" in c]
+    assert visible
+    for record in visible:
+        assert ("seq" in record) == (record["wsOrd"] <= history.v1_until), record
+    versions = {
+        c["checkpoint"]["lastOrd"]: c["checkpoint"]["version"]
+        for c in lines
+        if c["workspaceId"] == history.workspace_id and "checkpoint" in c
+    }
+    assert versions == {b: 1 if b <= history.v1_until else 2 for b in history.boundaries}
+    assert dict(integrity.verify_export(original))[history.slug].ok
+
+    newest = next(c["id"] for c in reversed(visible))
+    newest_ord = next(c["wsOrd"] for c in reversed(visible))
+
+    def edit_newest(lines: list[str]) -> list[str]:
+        for i, line in enumerate(lines):
+            record = json.loads(line)
+            if record["id"] == newest:
+                record["resourceName"] += "!"
+                lines[i] = json.dumps(record) + "\n"
+        return lines
+
+    def drop_seq(lines: list[str]) -> list[str]:
+        for i, line in enumerate(lines):
+            record = json.loads(line)
+            if record.pop("seq", None) is not None:
+                lines[i] = json.dumps(record) + "\n"
+                break
+        return lines
+
+    changes = [("events.jsonl", edit_newest, _covering(history, newest_ord))]
+    if history.v1_until:
+        first = visible[0]["wsOrd"]
+        changes.append(("chain.jsonl", drop_seq, _covering(history, first)))
+    for name, change, position in changes:
+        changed = tmp_path / "changed.zip"
+        _rewrite(original, changed, name, change)
+        broken = dict(integrity.verify_export(changed))[history.slug].broken
+        assert broken is not None, name
+        assert (broken.ws_ord, broken.kind) == (position, BreakKind.CONTENT_MISMATCH)
