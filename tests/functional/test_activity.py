@@ -942,3 +942,32 @@ def test_the_session_touch_holds_no_reader_thread(app, db, clock, monkeypatch) -
     clock.advance(seconds=120)
     assert browser.get("/api/activity").status_code == 200
     assert held == [0]
+
+
+KELVIN = "\N{KELVIN SIGN}"
+CAPITAL_SHARP_S = "\N{LATIN CAPITAL LETTER SHARP S}"
+TITLE_DZ, SMALL_DZ = "\N{LATIN CAPITAL LETTER D WITH SMALL LETTER Z WITH CARON}", "\u01c6"
+
+
+def test_short_searches_fold_as_long_ones_and_ilike_do(world):
+    """Review: below three characters SQLite spells out {c, c.lower(), c.upper()} only,
+    but ILIKE (and the trigram path) match every letter that lower-cases to the same one:
+    dotted capital I is i, the Kelvin sign is k, capital sharp s is sharp s, a titlecase
+    digraph is its small one (51 such letters). Shortening a search must not lose hits."""
+    turkish = f"{DOTTED_I}stanbul-edge"
+    sharp = f"stra{CAPITAL_SHARP_S}e-run"
+    kelvin = f"{KELVIN}elvin-scale"
+    digraph = f"{TITLE_DZ}ungla-set"
+    found = _named_models(world, (turkish, sharp, kelvin, digraph))
+
+    # The long path (both databases) finds each one ...
+    assert turkish in found("ist")
+    assert sharp in found("\N{LATIN SMALL LETTER SHARP S}e-")
+    assert kelvin in found("kel")
+    assert digraph in found(f"{SMALL_DZ}un")
+    # ... and so must the same search cut below three characters.
+    assert turkish in found("is"), "is"
+    assert turkish in found(f"{DOTTED_I}s"), "dotted I + s"
+    assert sharp in found("\N{LATIN SMALL LETTER SHARP S}"), "sharp s"
+    assert kelvin in found("ke"), "ke"
+    assert digraph in found(f"{SMALL_DZ}u"), "dz u"

@@ -817,3 +817,24 @@ def test_an_export_gives_seq_only_under_version_1_checkpoints(
         broken = dict(integrity.verify_export(changed))[history.slug].broken
         assert broken is not None, name
         assert (broken.ws_ord, broken.kind) == (position, BreakKind.CONTENT_MISMATCH)
+
+
+def test_review_a_flipped_checkpoint_version_is_a_content_mismatch(db, history) -> None:
+    """Review: the version is not folded into the digest, but every leaf starts with it,
+    so flipping a checkpoint's stored version 1<->2 still breaks at that checkpoint."""
+    with db.read() as tx:
+        cps = list(chain_store.iter_checkpoints(tx, history.workspace_id))
+    for cp in cps:
+        with tampered(db) as tx:
+            run(
+                tx,
+                "UPDATE event_checkpoints SET version = :v WHERE workspace_id = :w "
+                "AND last_ord = :l",
+                v=3 - cp.version,
+                w=history.workspace_id,
+                l=cp.last_ord,
+            )
+            report = verify(tx, history)
+        assert report.broken is not None
+        assert report.broken.kind == BreakKind.CONTENT_MISMATCH
+        assert report.broken.ws_ord == cp.first_ord

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from activityfeed.domain.query import parse_activity_query
+from activityfeed.domain.query import case_variants, fold_case, parse_activity_query
 from activityfeed.domain.sealing import KEY_BYTES, Sealer
 from activityfeed.errors import InvalidRequest
 
@@ -65,3 +65,20 @@ def test_an_export_ignores_its_paging_parameters() -> None:
                 {name: value}, now=NOW, open_cursor=Sealer(bytes(KEY_BYTES)).open_cursor
             )
         assert caught.value.field == name
+
+
+def test_case_variants_are_the_letters_that_fold_alike() -> None:
+    """What a short SQLite search spells out for a character: every character folded as
+    it is, and no other (dotless i, long s and the micro sign stand alone)."""
+    assert case_variants("i") == ("I", "i", "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}")
+    assert "\N{KELVIN SIGN}" in case_variants("K")
+    assert case_variants("\N{LATIN SMALL LETTER SHARP S}") == (
+        "\N{LATIN SMALL LETTER SHARP S}",
+        "\N{LATIN CAPITAL LETTER SHARP S}",
+    )
+    for alone in ("\N{LATIN SMALL LETTER DOTLESS I}", "\N{LATIN SMALL LETTER LONG S}", "1", "-"):
+        assert case_variants(alone) == (alone,)
+    for char in ("a", "Z", "\u10d0", "\u1c90", "\N{GREEK CAPITAL LETTER SIGMA}"):
+        variants = case_variants(char)
+        assert char in variants
+        assert {fold_case(v) for v in variants} == {fold_case(char)}

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 
 from activityfeed.domain.events import Action, ResourceType
 from activityfeed.errors import InvalidRequest
@@ -43,6 +44,28 @@ def fold_case(text: str) -> str:
     if "\u0130" not in text and "\u03c2" not in lowered:
         return lowered
     return "".join("i" if c == "\u0130" else c.lower() for c in text)
+
+
+def case_variants(char: str) -> tuple[str, ...]:
+    """Every character that ``fold_case`` folds as it folds ``char`` (``char`` included,
+    sorted): what a case-insensitive match of ``char`` must accept, e.g. ``i``, ``I`` and
+    ``İ``; ``k``, ``K`` and the Kelvin sign."""
+    return _case_groups().get(fold_case(char), (char,))
+
+
+@cache
+def _case_groups() -> dict[str, tuple[str, ...]]:
+    # Built on first use (about 200,000 code points; cased letters all lie below
+    # U+1E944, in the first two planes).
+    groups: dict[str, set[str]] = {}
+    for code in range(0x20000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        folded = fold_case(char)
+        if folded != char:
+            groups.setdefault(folded, {folded}).add(char)
+    return {folded: tuple(sorted(chars)) for folded, chars in groups.items()}
 
 
 @dataclass(frozen=True, slots=True)

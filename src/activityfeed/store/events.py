@@ -43,7 +43,7 @@ from activityfeed.domain.events import (
     Source,
     SourceKind,
 )
-from activityfeed.domain.query import ActivityQuery, Cursor, fold_case
+from activityfeed.domain.query import ActivityQuery, Cursor, case_variants, fold_case
 from activityfeed.domain.state import Watermarks
 from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
@@ -466,15 +466,12 @@ def _search(tx: Tx, search: str) -> tuple[ColumnElement[bool], bool]:
         # from the feed index's range (``+ 0`` stops SQLite from instead looking up
         # every match, in every workspace and year, by primary key).
         return (events.c.seq + 0).in_(fts.scalar_subquery()), False
-    # SQLite's LIKE folds ASCII letters only; spell out the other letters' cases (one or
-    # two characters make a handful of patterns). Only a variant that lower-cases to the
-    # same letter is one: dotless i (U+0131), long s (U+017F) and the micro sign (U+00B5)
-    # upper-case to 'I', 'S' and Greek capital mu, other letters, and the 'I' would match
-    # every 'i' (ILIKE and the trigrams keep the dotless i apart).
-    cases = [
-        sorted({v for v in (c, c.lower(), c.upper()) if len(v) == 1 and v.lower() == c.lower()})
-        for c in search
-    ]
+    # SQLite's LIKE folds ASCII letters only; spell out, for each character, every one
+    # that folds as it does (one or two characters make a handful of patterns): the
+    # letters ILIKE and the trigram path match, e.g. 'İ' for 'i' and the Kelvin sign for
+    # 'k', but not the dotless i, long s or micro sign, which upper-case to 'I', 'S' and
+    # Greek capital mu yet lower-case to themselves.
+    cases = [case_variants(c) for c in search]
     patterns = sorted({f"%{_escape_like(''.join(p))}%" for p in product(*cases)})
     return or_(*(_SEARCH_TEXT.like(p, escape="\\") for p in patterns)), False
 
