@@ -127,13 +127,13 @@ def driver_insert(tx: Tx, workspace_id: str, rows: Sequence[tuple[Any, ...]]) ->
 
 
 def _driver_head(cur: Any, workspace_id: str, mark: str) -> int:
+    # By ws_ord, as store.events.HEAD reads it: one entry of ux_events_ord (ordering by
+    # seq can have PostgreSQL walk the primary key through other workspaces' events).
     cur.execute(
-        f"SELECT ws_ord FROM events WHERE workspace_id = {mark} "  # noqa: S608
-        "ORDER BY seq DESC LIMIT 1",
+        f"SELECT coalesce(max(ws_ord), 0) FROM events WHERE workspace_id = {mark}",  # noqa: S608
         (workspace_id,),
     )
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+    return int(cur.fetchone()[0])
 
 
 def settle(db: Database) -> None:
