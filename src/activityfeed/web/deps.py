@@ -35,25 +35,22 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True, slots=True)
 class Ctx:
-    """What every handler needs: settings, the database and the clock."""
+    """What every handler needs: settings, the database, the clock, and what seals the
+    cursors and stream positions the app hands out (off the event loop: it reads the key
+    now and then)."""
 
     settings: Settings
     db: Database
     clock: Callable[[], datetime]
-    sealers: LazySealer
+    sealer: LazySealer
 
     def now(self) -> datetime:
         return self.clock()
 
-    def sealer(self) -> LazySealer:
-        """What seals the cursors and stream positions this app hands out, and opens the
-        ones sent back (off the event loop: it reads the key now and then)."""
-        return self.sealers
-
 
 def ctx(request: Request) -> Ctx:
     state = request.app.state
-    return Ctx(settings=state.settings, db=state.db, clock=state.clock, sealers=state.sealers)
+    return Ctx(settings=state.settings, db=state.db, clock=state.clock, sealer=state.sealers)
 
 
 def is_secure(request: Request, settings: Settings) -> bool:

@@ -152,7 +152,7 @@ def _list(request: Request, lookup: SessionLookup) -> tuple[Response, Session]:
     c = ctx(request)
     now = c.now()
     window = timedelta(seconds=c.settings.undo_window_seconds)
-    sealer = c.sealer()
+    sealer = c.sealer
 
     def read(tx: Tx) -> tuple[Session, ActivityQuery, Membership, activity.ActivityPage | None]:
         session, active, marks_and_head = lookup.within_workspace(tx)

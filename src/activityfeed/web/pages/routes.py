@@ -262,7 +262,7 @@ def _feed(request: Request, c: Ctx, session: Session) -> dict[str, Any]:
     now = c.now()
     params = _params(request)
     error = None
-    sealer = c.sealer()
+    sealer = c.sealer
     try:
         q = parse_activity_query(params, now=now, open_cursor=sealer.open_cursor)
     except AppError as exc:
