@@ -157,7 +157,20 @@ def test_a_lost_wake_up_after_commit_delays_delivery_but_loses_nothing(
     ws = personal_workspace(db, user)
     record = _recorder(db, clock, ws.id)
     armed = [False]
-    fired = _break_once(sse.notify, "select_tail", monkeypatch, armed)
+    fired: list[int] = []
+    original_tail = sse.notify.select_tail
+
+    def tail_lost_after_commit(*args: Any, **kw: Any) -> Any:
+        # The poll that first sees the committed event fails (not merely the next poll
+        # to start: one already under way when the test arms could carry the event).
+        tail = original_tail(*args, **kw)
+        if armed[0] and tail.wakes:
+            armed[0] = False
+            fired.append(1)
+            raise InjectedFault("select_tail")
+        return tail
+
+    monkeypatch.setattr(sse.notify, "select_tail", tail_lost_after_commit)
 
     def kill_listener() -> int:
         with db.engine.connect() as conn:
