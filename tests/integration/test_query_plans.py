@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import create_engine, delete, event
 
 from activityfeed.config import Settings
 from activityfeed.domain.events import ResourceType
@@ -418,3 +418,81 @@ def test_each_search_is_planned_for_its_own_pattern(db: Database, world: BenchWo
     assert rows, "the searches were not prepared: this test would prove nothing"
     assert sum(r.custom_plans for r in rows) >= 15
     assert sum(r.generic_plans for r in rows) == 0, rows
+
+
+def test_a_plain_page_is_planned_once_per_connection(db: Database, world: BenchWorld) -> None:
+    """The opposite of searches: a plain page's statements (the session with the marks
+    and head, the rows, the total) are planned once and their plan reused. Their values
+    do not change the best plan, and planning anew cost PostgreSQL more than running
+    them: the session's statement, with a bound ``LIMIT 1`` in its head reads, got a
+    generic plan that sorted the workspace's events, so it was planned at every
+    execution (0.3 ms of the server's CPU on every page)."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite plans every statement for its values")
+    settings = Settings(database_url=db.url)
+    now = datetime.now(UTC)
+    with db.write() as tx:
+        signed = accounts.sign_in(
+            tx,
+            email=USER_EMAIL,
+            password=USER_PASSWORD,
+            address="127.0.0.1",
+            now=now,
+            settings=settings,
+        )
+        workspaces.switch_workspace(tx, signed.session, world.team_slug)
+    q = ActivityQuery(start=now - timedelta(days=30))
+    # One connection, as a busy worker reuses its own: psycopg prepares a statement at
+    # its sixth run on a connection, and PostgreSQL tries five custom plans before it
+    # may settle on the generic one.
+    one = Database(db.url, engine=create_engine(db.url, pool_size=1, max_overflow=0))
+
+    def page() -> None:
+        with one.read() as tx:
+            found = accounts.resolve_session_for_feed(
+                tx, signed.cookie_value, now=now, settings=settings
+            )
+            assert found is not None
+            session, membership, marks_and_head = found
+            assert membership is not None
+            activity.list_activity(
+                tx,
+                viewer_id=session.user.id,
+                membership=membership,
+                q=q,
+                now=now,
+                undo_window=UNDO,
+                marks_and_head=marks_and_head,
+            )
+
+    # Statistics as on a long history, where each workspace holds many events (here a
+    # few hundred; a long history's workspace holds thousands).
+    stats = "ALTER TABLE events ALTER COLUMN workspace_id SET (n_distinct = 2)"
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql(stats)
+        conn.exec_driver_sql("ANALYZE events")
+        conn.commit()
+    try:
+        with recorded(one) as statements:
+            for _ in range(20):
+                page()
+        with one.engine.connect() as conn:
+            prepared = conn.exec_driver_sql(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            ).all()
+    finally:
+        one.dispose()
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ALTER TABLE events ALTER COLUMN workspace_id RESET (n_distinct)")
+            conn.exec_driver_sql("ANALYZE events")
+            conn.commit()
+
+    def shape(statement: str) -> str:
+        # The driver's and the server's spellings of one statement, alike.
+        plain = re.sub(r"%\(\w+\)s|\$\d+", "$", statement)
+        return " ".join(plain.split())[:80]
+
+    ran = {shape(s) for s, _ in statements}
+    rows = [r for r in prepared if shape(r.statement) in ran]
+    assert len(rows) == 3, (rows, ran)
+    assert all(r.generic_plans > 0 for r in rows), [tuple(r) for r in rows if not r.generic_plans]

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, tuple_
 from activityfeed.domain import chain
 from activityfeed.domain.events import Event
 from activityfeed.store.db import Tx
-from activityfeed.store.schema import event_checkpoints, events, workspaces
+from activityfeed.store.schema import LIMIT_ONE, event_checkpoints, events, workspaces
 
 _CHUNK = 5000
 _FIELD_COLUMNS = tuple(events.c[name] for name in chain.FIELDS)
@@ -41,14 +41,14 @@ def select_head(tx: Tx, workspace_id: str) -> ChainHead:
         .where(ev.workspace_id == workspace_id)
         # By ws_ord, not seq: see store.events.newest_first_in_workspace.
         .order_by(ev.ws_ord.desc())
-        .limit(1)
+        .limit(LIMIT_ONE)
         .scalar_subquery()
     )
     newest_digest = (
         select(cp.digest)
         .where(cp.workspace_id == workspace_id)
         .order_by(cp.last_ord.desc())
-        .limit(1)
+        .limit(LIMIT_ONE)
         .scalar_subquery()
     )
     row = tx.conn.execute(select(newest_ord, newest_digest)).one()

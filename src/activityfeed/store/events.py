@@ -48,6 +48,7 @@ from activityfeed.domain.state import Watermarks
 from activityfeed.store import chain as chain_store
 from activityfeed.store.db import Tx
 from activityfeed.store.schema import (
+    LIMIT_ONE,
     event_day_counts,
     event_day_totals,
     event_states,
@@ -112,7 +113,7 @@ HEAD = (
     select(events.c.seq, events.c.ws_ord)
     .where(events.c.workspace_id == bindparam("ws"))
     .order_by(newest_first_in_workspace())
-    .limit(1)
+    .limit(LIMIT_ONE)
 )
 
 
@@ -123,7 +124,7 @@ VISIBLE_HEAD = (
         or_(events.c.private_to.is_(None), events.c.private_to == bindparam("viewer")),
     )
     .order_by(newest_first_in_workspace())
-    .limit(1)
+    .limit(LIMIT_ONE)
 )
 
 

@@ -51,6 +51,7 @@ from activityfeed.store.events import (
     total_statement,
 )
 from activityfeed.store.schema import (
+    LIMIT_ONE,
     event_states,
     events,
     memberships,
@@ -172,7 +173,7 @@ def _head_of_membership(column: ColumnElement[Any]) -> ColumnElement[Any]:
         select(column)
         .where(events.c.workspace_id == memberships.c.workspace_id)
         .order_by(newest_first_in_workspace())
-        .limit(1)
+        .limit(LIMIT_ONE)
         .scalar_subquery()
     )
 
@@ -561,7 +562,7 @@ def _unseen_in_statement() -> Select[Any]:
         select(ev.ws_ord)
         .where(ev.workspace_id == w.id)
         .order_by(newest_first_in_workspace())
-        .limit(1)
+        .limit(LIMIT_ONE)
         .scalar_subquery()
     )
     mine = (_es.user_id == viewer, _es.workspace_id == w.id)
