@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Callable, Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Select
 
 from activityfeed.domain.query import fold_case
 
@@ -47,6 +49,110 @@ class Tx:
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the transaction has committed; never if it rolls back."""
         self._after_commit.append(fn)
+
+    def fetch(self, stmt: Select[Any], params: Mapping[str, Any]) -> list[Any]:
+        """Every row of ``stmt``, each a tuple that also names its columns, as
+        SQLAlchemy's rows do. For the feed page's statements, which are built once, kept
+        and run on every request: they run on the driver's own cursor with their SQL
+        compiled once, since SQLAlchemy's execution and result layers cost the app more
+        CPU than the driver itself (a third of a page's; docs/performance.md, "Ninth
+        round"). Values convert as through SQLAlchemy (the bind and result processors
+        of the statement's types); a dropped connection goes through SQLAlchemy, which
+        invalidates it, so ``Database.read_retrying`` reads again; a statement whose SQL
+        depends on its values (an expanding IN), or any when someone listens for cursor
+        executions, simply runs through SQLAlchemy."""
+        dispatch = self.conn.dispatch
+        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+            # Someone watches the statements (a test, a tracer): let them see these too.
+            return list(self.conn.execute(stmt, params))
+        compiled = _compiled(self.conn.dialect, stmt)
+        if compiled is None:
+            return list(self.conn.execute(stmt, params))
+        return compiled.run(self.conn, stmt, params)
+
+
+class _Compiled:
+    """A statement compiled for one dialect, with its types' conversions, ready to run
+    on the driver's cursor."""
+
+    __slots__ = ("binds", "defaults", "order", "results", "row", "sql")
+
+    def __init__(self, dialect: Dialect, stmt: Select[Any]) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        # The parameters' order for a positional driver (SQLite's "?"); None: by name.
+        self.order = tuple(compiled.positiontup) if compiled.positiontup else None
+        self.defaults = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None
+        }
+        self.binds = {
+            name: proc
+            for name, bind in compiled.binds.items()
+            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        columns = list(stmt.selected_columns)
+        self.results = tuple(
+            (i, proc)
+            for i, column in enumerate(columns)
+            if (proc := column.type.dialect_impl(dialect).result_processor(dialect, None))
+            is not None
+        )
+        self.row: Any = namedtuple("Row", list(stmt.selected_columns.keys()), rename=True)  # type: ignore[misc]
+
+    def run(self, conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list[Any]:
+        args = {**self.defaults, **params}
+        for name, proc in self.binds.items():
+            args[name] = proc(args[name])
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cur = driver.cursor()
+        try:
+            cur.execute(self.sql, [args[n] for n in self.order] if self.order else args)
+            fetched = cur.fetchall()
+        except conn.dialect.loaded_dbapi.Error as err:
+            if not conn.dialect.is_disconnect(err, conn.connection.dbapi_connection, cur):
+                raise exc.DBAPIError.instance(
+                    self.sql, args, err, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                ) from err
+            # Through SQLAlchemy, which meets the same dead connection: it invalidates
+            # it, tells its listeners (``handle_error``) and raises the error that
+            # ``Database.read_retrying`` reads again after.
+            return list(conn.execute(stmt, params))
+        finally:
+            cur.close()
+        make = self.row._make
+        if not self.results:
+            return [make(r) for r in fetched]
+        out = []
+        for r in fetched:
+            values = list(r)
+            for i, proc in self.results:
+                values[i] = proc(values[i])
+            out.append(make(values))
+        return out
+
+
+_COMPILED: dict[tuple[str, int], tuple[Select[Any], _Compiled | None]] = {}
+#: Statements kept compiled at most: the feed's shapes are a few dozen; a caller that
+#: built a statement per call would otherwise grow the cache without end.
+_COMPILED_MAX = 1024
+
+
+def _compiled(dialect: Dialect, stmt: Select[Any]) -> _Compiled | None:
+    """``stmt`` compiled for ``dialect``, once (statements on this path are built once
+    and kept: see ``Tx.fetch``); None when it needs SQLAlchemy at each execution (its
+    SQL depends on the values: an expanding IN)."""
+    key = (dialect.name, id(stmt))
+    found = _COMPILED.get(key)
+    if found is None or found[0] is not stmt:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            return None
+        made = _Compiled(dialect, stmt)
+        found = (stmt, None if "POSTCOMPILE" in made.sql else made)
+        _COMPILED[key] = found
+    return found[1]
 
 
 def normalise_url(url: str) -> str:

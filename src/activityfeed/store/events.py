@@ -788,7 +788,7 @@ def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
             has_resource_state=True,
             resource_state=state_of(deleted_at=r[n + 2], purge_after=r[n + 3]),
         )
-        for r in tx.conn.execute(stmt, params)
+        for r in tx.fetch(stmt, params)
     ]
 
 

@@ -200,9 +200,10 @@ def select_live_session_for_feed(
     which would otherwise read the marks and head in a statement of their own. Read in
     the page's read transaction, so the marks are those of the page's snapshot."""
     params = {"id_hash": id_hash, "now": now, "idle_since": idle_since}
-    row = tx.conn.execute(_LIVE_SESSION_FOR_FEED, params).first()
-    if row is None:
+    found = tx.fetch(_LIVE_SESSION_FOR_FEED, params)
+    if not found:
         return None
+    row = found[0]
     session, membership = session_in_workspace(row)
     if membership is None:
         return session, None, None
@@ -627,7 +628,7 @@ def count_total_and_unseen(
     stmt, params = found
     params |= _unseen_params(viewer_id, workspace_id, marks)
     both = _total_with_unseen(stmt, middle=marks.archived_seq > marks.seen_seq)
-    row = tx.conn.execute(both, params).one()
+    [row] = tx.fetch(both, params)
     return int(row[0]), _unseen_from(row[1:], marks, head_ord)
 
 
