@@ -9,6 +9,7 @@ from typing import Any
 from activityfeed.domain.events import Event, EventDraft, describe
 from activityfeed.domain.ids import new_ids
 from activityfeed.store import accounts as account_store
+from activityfeed.store import chain as chain_store
 from activityfeed.store import events as store
 from activityfeed.store import stream as stream_store
 from activityfeed.store.db import Tx
@@ -19,9 +20,12 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
 
     The platform's own code calls this in the same transaction as the change the event
     describes, so there is never a change without its event or an event without its
-    change. ``createdAt`` is the draft's ``occurred_at`` or ``now``; the description is
-    generated when the draft has none. Live streams are woken when the transaction
-    commits (PostgreSQL NOTIFY; SQLite processes tail the table).
+    change. ``createdAt`` is the draft's ``occurred_at`` or the recording time: ``now``,
+    or the workspace's newest ``recorded_at`` when ``now`` is older (a writer that read
+    the clock and then waited for the lock), so server-given times never go backwards in
+    arrival order. The description is generated when the draft has none. Live streams
+    are woken when the transaction commits (PostgreSQL NOTIFY; SQLite processes tail the
+    table).
     """
     if not drafts:
         return []
@@ -30,6 +34,19 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
         raise ValueError("record_events takes the events of one workspace at a time")
     (workspace_id,) = workspace_ids
     account_store.lock_workspace(tx, workspace_id, exclusive=True)
+    # Read under the lock, so it is the newest committed event (insert_events needs its
+    # ws_ord and digest anyway: no extra round trip).
+    head = chain_store.select_head(tx, workspace_id)
+    # Callers read the clock before they hold the lock (ingestion before BEGIN IMMEDIATE
+    # or FOR NO KEY UPDATE), so a writer that waited may hold a time older than the event
+    # it now follows. Recording below the head would list it, newest createdAt first,
+    # under an event a live tab showed before it (arrival order). The floor is the head's
+    # recorded_at: the server's own time, so a producer's occurredAt (backdated, or up to
+    # 5 minutes ahead) is neither raised nor raises later events; and this workspace's,
+    # so a clock set back on purpose (tests building history) still records its own time
+    # in a workspace that holds nothing newer.
+    if head.recorded_at is not None and now < head.recorded_at:
+        now = head.recorded_at
     now_ms = int(now.timestamp() * 1000)
     # Ids of one millisecond differ only in their random part: sorted, a batch's ids
     # follow the order its events are recorded in ("sortable by creation").
@@ -48,7 +65,7 @@ def record_events(tx: Tx, drafts: Sequence[EventDraft], *, now: datetime) -> lis
         )
         for d, event_id in zip(drafts, ids, strict=True)
     ]
-    recorded = store.insert_events(tx, workspace_id, new)
+    recorded = store.insert_events(tx, workspace_id, new, head=head)
     # Delivered to every process's live stream only if and when this transaction commits.
     stream_store.notify_events(tx, workspace_id)
     return recorded

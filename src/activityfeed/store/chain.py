@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_
@@ -26,24 +27,29 @@ _SEQ, _ORD = chain.FIELDS.index("seq"), chain.FIELDS.index("ws_ord")
 
 @dataclass(frozen=True, slots=True)
 class ChainHead:
-    """The workspace's newest ``ws_ord`` and the digest its next checkpoint chains from."""
+    """The workspace's newest ``ws_ord`` and the digest its next checkpoint chains from,
+    and when that newest event was recorded (None for no event)."""
 
     ws_ord: int
     digest: bytes
+    recorded_at: datetime | None
 
 
 def select_head(tx: Tx, workspace_id: str) -> ChainHead:
-    """The newest event's ``ws_ord`` (0 for none) and the newest checkpoint's digest
-    (the genesis for none), in one statement."""
+    """The newest event's ``ws_ord`` (0 for none) and ``recorded_at``, and the newest
+    checkpoint's digest (the genesis for none), in one statement."""
     ev, cp = events.c, event_checkpoints.c
-    newest_ord = (
-        select(ev.ws_ord)
-        .where(ev.workspace_id == workspace_id)
-        # By ws_ord, not seq: see store.events.newest_first_in_workspace.
-        .order_by(ev.ws_ord.desc())
-        .limit(LIMIT_ONE)
-        .scalar_subquery()
-    )
+
+    def newest(column: Any) -> Any:
+        return (
+            select(column)
+            .where(ev.workspace_id == workspace_id)
+            # By ws_ord, not seq: see store.events.newest_first_in_workspace.
+            .order_by(ev.ws_ord.desc())
+            .limit(LIMIT_ONE)
+            .scalar_subquery()
+        )
+
     newest_digest = (
         select(cp.digest)
         .where(cp.workspace_id == workspace_id)
@@ -51,10 +57,11 @@ def select_head(tx: Tx, workspace_id: str) -> ChainHead:
         .limit(LIMIT_ONE)
         .scalar_subquery()
     )
-    row = tx.conn.execute(select(newest_ord, newest_digest)).one()
+    row = tx.conn.execute(select(newest(ev.ws_ord), newest(ev.recorded_at), newest_digest)).one()
     return ChainHead(
         ws_ord=int(row[0] or 0),
-        digest=bytes.fromhex(row[1]) if row[1] else chain.genesis(workspace_id),
+        digest=bytes.fromhex(row[2]) if row[2] else chain.genesis(workspace_id),
+        recorded_at=row[1],
     )
 
 

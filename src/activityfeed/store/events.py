@@ -143,20 +143,28 @@ def select_head(tx: Tx, workspace_id: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def insert_events(tx: Tx, workspace_id: str, new: Sequence[NewEvent]) -> list[Event]:
+def insert_events(
+    tx: Tx,
+    workspace_id: str,
+    new: Sequence[NewEvent],
+    *,
+    head: chain_store.ChainHead | None = None,
+) -> list[Event]:
     """Insert events of one workspace, in order, numbering them after the current head.
 
     The caller holds the workspace's write lock (``lock_workspace(exclusive=True)``) so
-    that ``ws_ord`` stays dense and follows ``seq``. A batch costs a constant number of
-    statements whatever its size: the head, the ``seq`` values, one bulk insert (``COPY``
-    on PostgreSQL, one ``executemany`` on SQLite) and, on SQLite, the statements of
-    ``index_batch``, and the batch's hash-chain checkpoint
+    that ``ws_ord`` stays dense and follows ``seq``. ``head`` is ``store.chain.select_head``
+    as the caller read it under that lock (read here when not given). A batch costs a
+    constant number of statements whatever its size: the head, the ``seq`` values, one
+    bulk insert (``COPY`` on PostgreSQL, one ``executemany`` on SQLite) and, on SQLite,
+    the statements of ``index_batch``, and the batch's hash-chain checkpoint
     (``store.chain``). Raises ``ValueError`` for a naive ``created_at``/``recorded_at``.
     """
     if not new:
         return []
-    # The head and the chain's newest digest in one statement (tamper evidence).
-    head = chain_store.select_head(tx, workspace_id)
+    if head is None:
+        # The head and the chain's newest digest in one statement (tamper evidence).
+        head = chain_store.select_head(tx, workspace_id)
     head_ord = head.ws_ord
     seqs = _allocate_seqs(tx, len(new))
     is_pg = tx.dialect == "postgresql"
