@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from activityfeed.cli.main import app as cli_app
+from activityfeed.domain import chain
 from activityfeed.domain.accounts import Membership
 from activityfeed.domain.events import Action, EventDraft, ResourceType, Source, SourceKind
 from activityfeed.domain.query import ActivityQuery
@@ -34,6 +35,7 @@ from activityfeed.domain.workspaces import Role
 from activityfeed.services import accounts, activity, integrity
 from activityfeed.services.events import record_event
 from activityfeed.store import accounts as account_store
+from activityfeed.store import chain as chain_store
 from activityfeed.store import migrate
 from activityfeed.store.bulk import ROW_COLUMNS
 from activityfeed.store.db import Database, make_unpooled_engine
@@ -288,8 +290,9 @@ def test_cli_db_upgrade_twice(tmp_path):
 
 
 def test_0007_chains_the_history_already_stored(empty_url):
-    """Upgrading a database with events backfills their checkpoints, so the stored
-    history verifies and new events chain after it; the downgrade drops the table."""
+    """Upgrading a database with events backfills their checkpoints in canonical version
+    2 (no ``seq``, as the code writes them), so the stored history verifies and new
+    events chain after it; the downgrade drops the table."""
     before = ScriptDirectory.from_config(migrate.alembic_config(empty_url)).get_revision("0007")
     assert before is not None
     previous = str(before.down_revision)
@@ -317,6 +320,24 @@ def test_0007_chains_the_history_already_stored(empty_url):
             }
             for i in range(1, 26)
         ]
+        # What the written-out canonical form must treat as the code does: text beyond
+        # ASCII, every column set, nested keys out of order, floats JSONB rewrites.
+        rows[3] |= {
+            "resource_name": "Zürich ☃ run",
+            "description": 'Über "quotes" and \\ backslashes',
+            "actor_id": "u_1",
+            "actor_name": "Ada Lovelace",
+            "actor_email": "ada@example.com",
+            "source_kind": "api_key",
+            "source_key_prefix": "afk_abcdefgh",
+            "private_to": "u_1",
+            "idempotency_key": "retry-4",
+            "payload_hash": "ab" * 32,
+            "created_at": at.replace(microsecond=0),
+            "recorded_at": at + timedelta(microseconds=1),
+            "metadata": {"z": {"b": [1.5, -0.0, 2.0], "a": None}, "é": True, "1": "one"},
+        }
+        rows[4]["metadata"] = {}
         conn.execute(events.insert(), rows)
     engine.dispose()
 
@@ -325,8 +346,10 @@ def test_0007_chains_the_history_already_stored(empty_url):
     try:
         with database.read() as tx:
             ((_, report),) = integrity.verify_workspaces(tx, slug="old")
+            versions = {cp.version for cp in chain_store.iter_checkpoints(tx, "w_1")}
         assert report.ok, report
         assert report.events == 25
+        assert versions == {chain.VERSION} == {2}
         with database.write() as tx:
             record_event(
                 tx,
