@@ -31,6 +31,7 @@ from activityfeed.services.bench_history import (
     BenchWorld,
     ensure_world,
 )
+from activityfeed.store import bulk
 from activityfeed.store import chain as chain_store
 from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
@@ -309,6 +310,18 @@ def test_head_reads_take_one_entry_of_the_ord_index(db: Database, world: BenchWo
     for plan in found:
         assert "ux_events_ord" in plan, plan
         assert "pk_events" not in plan, plan
+
+
+def test_the_floors_head_read_takes_one_entry_of_the_ord_index(
+    db: Database, world: BenchWorld
+) -> None:
+    """The benchmark's floor (``bulk.driver_insert``) reads the head with the bare driver,
+    by ``ws_ord`` as the app's head reads do (above); by ``seq`` it took
+    ``ux_events_arrival`` on SQLite and could walk the primary key on PostgreSQL."""
+    (plan,) = plans(db, [(bulk.DRIVER_HEAD_SQL[db.dialect], (world.team_id,))])
+    assert "ux_events_ord" in plan, plan
+    assert "pk_events" not in plan, plan
+    assert_no_events_scan(db, [plan])
 
 
 def test_events_named_by_id_are_looked_up_by_id(db: Database, world: BenchWorld) -> None:

@@ -108,14 +108,14 @@ def driver_insert(tx: Tx, workspace_id: str, rows: Sequence[tuple[Any, ...]]) ->
                 (n,),
             )
             seqs = sorted(int(r[0]) for r in cur.fetchall())
-            head = _driver_head(cur, workspace_id, "%s")
+            head = _driver_head(cur, tx.dialect, workspace_id)
             with cur.copy(f"COPY events ({cols}) FROM STDIN") as cp:
                 for i, (seq, row) in enumerate(zip(seqs, rows, strict=True), start=1):
                     cp.write_row((seq, head + i, *row))
             return
         cur.execute("SELECT coalesce(max(seq), 0) FROM events")
         top = int(cur.fetchone()[0])
-        head = _driver_head(cur, workspace_id, "?")
+        head = _driver_head(cur, tx.dialect, workspace_id)
         full = [(top + i, head + i, *row) for i, row in enumerate(rows, start=1)]
         marks = ", ".join("?" for _ in event_store.INSERT_COLUMNS)
         cur.executemany(f"INSERT INTO events ({cols}) VALUES ({marks})", full)  # noqa: S608
@@ -126,13 +126,17 @@ def driver_insert(tx: Tx, workspace_id: str, rows: Sequence[tuple[Any, ...]]) ->
         cur.close()
 
 
-def _driver_head(cur: Any, workspace_id: str, mark: str) -> int:
-    # By ws_ord, as store.events.HEAD reads it: one entry of ux_events_ord (ordering by
-    # seq can have PostgreSQL walk the primary key through other workspaces' events).
-    cur.execute(
-        f"SELECT coalesce(max(ws_ord), 0) FROM events WHERE workspace_id = {mark}",  # noqa: S608
-        (workspace_id,),
-    )
+#: The floor's head read, in each driver's parameter style. By ``ws_ord``, as
+#: ``store.events.HEAD`` reads it: one entry of ``ux_events_ord`` (by ``seq``, PostgreSQL
+#: can walk the primary key back through other workspaces' events).
+DRIVER_HEAD_SQL = {
+    "postgresql": "SELECT coalesce(max(ws_ord), 0) FROM events WHERE workspace_id = %s",
+    "sqlite": "SELECT coalesce(max(ws_ord), 0) FROM events WHERE workspace_id = ?",
+}
+
+
+def _driver_head(cur: Any, dialect: str, workspace_id: str) -> int:
+    cur.execute(DRIVER_HEAD_SQL[dialect], (workspace_id,))
     return int(cur.fetchone()[0])
 
 
