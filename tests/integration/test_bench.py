@@ -6,17 +6,25 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from activityfeed.cli.bench import OPERATIONS
 from activityfeed.cli.main import app
+from activityfeed.domain import chain
+from activityfeed.domain.ids import new_id
 from activityfeed.domain.query import ActivityQuery
-from activityfeed.services import activity, workspaces
+from activityfeed.services import activity, integrity, workspaces
 from activityfeed.services.bench_history import OTHER_WORKSPACES, ensure_world
+from activityfeed.services.events import record_events
+from activityfeed.store import bulk
+from activityfeed.store import events as event_store
 from activityfeed.store.db import Database
 from activityfeed.store.schema import events
+from tests.factories import make_team, make_user
+from tests.integration.test_state_races import drafts
 
 runner = CliRunner()
 
@@ -135,3 +143,70 @@ def test_loader_keeps_the_invariants_and_is_reused(database_url: str) -> None:
         assert again.team_id == world.team_id
     finally:
         db.dispose()
+
+
+def _floor_rows(workspace_id: str, n: int, at: datetime, *, is_pg: bool) -> list[tuple[Any, ...]]:
+    """``n`` rows as the benchmark hands them to ``bulk.driver_insert``."""
+    stamp = at if is_pg else at.replace(tzinfo=None).isoformat(" ", "microseconds")
+    out = []
+    for i in range(n):
+        row = dict.fromkeys(bulk.ROW_COLUMNS) | {
+            "id": new_id(),
+            "workspace_id": workspace_id,
+            "resource_type": "training",
+            "action": "completed",
+            "resource_id": f"floor-{i}",
+            "resource_name": f"floor {i}",
+            "description": "Completed training floor",
+            "source_kind": "api_key",
+            "source_key_prefix": "afk_1234",
+            "created_at": stamp,
+            "recorded_at": stamp,
+            "metadata": json.dumps({"i": i}),
+        }
+        out.append(tuple(row[c] for c in bulk.ROW_COLUMNS))
+    return out
+
+
+def test_the_floor_numbers_after_the_head_and_verify_names_its_rows(db: Database, clock) -> None:
+    """``driver_insert`` appends after the workspace's head as ingestion does, and writes
+    no checkpoint (on purpose, see its docstring): verify names exactly its positions,
+    as unchained while they are the newest, as uncovered once a chained batch follows."""
+    user = make_user(db, clock)
+    team = make_team(db, clock, user, name="Floor")
+    with db.write() as tx:
+        record_events(tx, drafts(team, 2), now=clock())
+    with db.read() as tx:
+        _, head = event_store.select_head(tx, team.id)
+    with db.write() as tx:
+        rows = _floor_rows(team.id, 3, clock(), is_pg=db.dialect == "postgresql")
+        bulk.driver_insert(tx, team.id, rows)
+
+    def verified() -> chain.Report:
+        with db.read() as tx:
+            ((_, report),) = integrity.verify_workspaces(tx, slug=team.slug)
+        return report
+
+    floor = f"{head + 1}..{head + 3}"
+    report = verified()
+    assert report.broken == chain.Break(
+        head + 1,
+        chain.BreakKind.UNCHAINED_EVENT,
+        f"3 events at positions {floor}, after the newest checkpoint (it ends at {head})",
+    )
+    assert report.head.ws_ord == head
+    with db.write() as tx:
+        record_events(tx, drafts(team, 1), now=clock())
+    report = verified()
+    assert report.broken == chain.Break(
+        head + 1, chain.BreakKind.MISSING_CHECKPOINT, f"no checkpoint covers: positions {floor}"
+    )
+    with db.read() as tx:
+        stored = tx.conn.execute(
+            select(events.c.seq, events.c.ws_ord, events.c.resource_id)
+            .where(events.c.workspace_id == team.id)
+            .order_by(events.c.seq)
+        ).all()
+    # Dense, in seq order, the floor's rows right after the head it read.
+    assert [r.ws_ord for r in stored] == list(range(1, head + 5))
+    assert [r.resource_id for r in stored[head : head + 3]] == ["floor-0", "floor-1", "floor-2"]

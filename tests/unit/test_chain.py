@@ -132,3 +132,28 @@ def test_a_checkpoint_chains_from_its_workspace() -> None:
     assert chain.Head.parse(f"3:{'A' * 64}") == chain.Head(3, "a" * 64)
     with pytest.raises(ValueError, match="<ws_ord>:<64 hex digits>"):
         chain.Head.parse("3:abc")
+
+
+def test_events_past_the_newest_checkpoint_are_named_by_their_positions() -> None:
+    """A path that writes no checkpoint (the benchmark's floor) leaves a range of
+    unchained events: the break names all of it, and whether any checkpoint came before."""
+    rows = [_row(seq=10 + n, ws_ord=n, id=f"e{n}") for n in (1, 2, 3, 4)]
+    leaves = [chain.Leaf(ws_ord=n, seq=10 + n, values=rows[n - 1]) for n in (1, 2, 3, 4)]
+    first = chain.fold(chain.genesis("w1"), 1, 1, [chain.leaf(rows[0])])
+    checkpoints = [chain.Checkpoint(1, 1, first.hex())]
+
+    assert chain.check("w1", checkpoints, leaves).broken == chain.Break(
+        2,
+        chain.BreakKind.UNCHAINED_EVENT,
+        "3 events at positions 2..4, after the newest checkpoint (it ends at 1)",
+    )
+    assert chain.check("w1", checkpoints, leaves[:2]).broken == chain.Break(
+        2,
+        chain.BreakKind.UNCHAINED_EVENT,
+        "1 event at position 2, after the newest checkpoint (it ends at 1)",
+    )
+    assert chain.check("w1", [], leaves).broken == chain.Break(
+        1,
+        chain.BreakKind.UNCHAINED_EVENT,
+        "4 events at positions 1..4, and the workspace has no checkpoint",
+    )

@@ -196,7 +196,7 @@ class BreakKind(StrEnum):
     #: that reuses a position).
     UNEXPECTED_EVENT = "unexpected_event"
     #: Events beyond the newest checkpoint: inserted, or recorded by a path that skipped
-    #: the chain.
+    #: the chain (such as the benchmark's floor, ``store.bulk.driver_insert``).
     UNCHAINED_EVENT = "unchained_event"
     #: ``seq`` does not grow with ``ws_ord``: events were reordered.
     OUT_OF_ORDER = "out_of_order"
@@ -248,6 +248,21 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.broken is None
+
+
+def _unchained(first: Leaf, rest: Iterator[Leaf], expected: int) -> str:
+    """What lies past the newest checkpoint: how many events, which positions (a path
+    that skips the chain, such as the benchmark's floor, leaves a whole range)."""
+    count, last = 1, first.ws_ord
+    for one in rest:
+        count, last = count + 1, max(last, one.ws_ord)
+    if count == 1:
+        events = f"1 event at position {last}"
+    else:
+        events = f"{count} events at positions {first.ws_ord}..{last}"
+    if expected == 1:
+        return f"{events}, and the workspace has no checkpoint"
+    return f"{events}, after the newest checkpoint (it ends at {expected - 1})"
 
 
 def check(
@@ -350,10 +365,17 @@ def check(
         if broken := anchored(cp.last_ord, digest):
             return report(broken)
     if current is not None:
-        kind = (
-            BreakKind.UNCHAINED_EVENT if current.ws_ord >= expected else BreakKind.UNEXPECTED_EVENT
+        if current.ws_ord < expected:
+            return report(
+                Break(
+                    current.ws_ord,
+                    BreakKind.UNEXPECTED_EVENT,
+                    "an event after the newest checkpoint",
+                )
+            )
+        return report(
+            Break(current.ws_ord, BreakKind.UNCHAINED_EVENT, _unchained(current, stream, expected))
         )
-        return report(Break(current.ws_ord, kind, "an event after the newest checkpoint"))
     if pending:
         return report(
             Break(

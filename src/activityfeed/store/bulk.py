@@ -8,7 +8,8 @@ checkpoint per call, ``store.chain``).
 It skips what only matters for live traffic (no NOTIFY, no per-event ``Event`` objects).
 
 ``driver_insert`` does the same storage work with the bare DBAPI driver: the floor that
-ingestion through the service is compared with.
+ingestion through the service is compared with. It writes no hash-chain checkpoint (see
+its docstring), so ``activityfeed verify`` reports its rows.
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def driver_insert(tx: Tx, workspace_id: str, rows: Sequence[tuple[Any, ...]]) ->
     ``ws_ord``, then ``COPY`` on PostgreSQL, or on SQLite one ``executemany`` plus the two
     per-batch index statements. Nothing else may write the workspace meanwhile (the
     benchmark runs its floor alone).
+
+    No hash-chain checkpoint: a checkpoint costs a leaf hash per event (its canonical
+    JSON and a SHA-256, in Python), which is our work, and the service's side of the
+    benchmark's ratio carries it; a checkpoint without them would be one ``verify``
+    refutes. So ``verify`` reports these rows as chained by nothing: ``unchained_event``
+    with their positions while they are the workspace's newest, ``missing_checkpoint``
+    with their positions once a chained batch follows (which chains on from the newest
+    checkpoint, past them). The benchmark writes them into its ingestion workspace.
     """
     if not rows:
         return
