@@ -3,21 +3,46 @@ SQLAlchemy's execution layer, and give exactly what SQLAlchemy would."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, exc, text
 
 from activityfeed.config import Settings
+from activityfeed.domain.events import Action, ResourceType
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.services import accounts, activity, workspaces
 from activityfeed.services.bench_history import USER_EMAIL, USER_PASSWORD, ensure_world
+from activityfeed.store import db as db_module
+from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
 
 UNDO = timedelta(hours=1)
+
+
+def assert_same(a: Any, b: Any, path: str = "") -> None:
+    """Equal, and of the same types all the way down: ``1 == True`` and two aware
+    datetimes in different zones compare equal, but would be different answers."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, datetime):
+        assert (a, a.tzinfo, a.utcoffset()) == (b, b.tzinfo, b.utcoffset()), path
+    else:
+        assert a == b, path
 
 
 @contextmanager
@@ -116,7 +141,7 @@ def test_a_page_reads_on_the_driver_what_sqlalchemy_reads(
         slow = feed_page(db, cookie, settings, q)
     assert len(seen) == 3, seen
     # Equal values of equal types: aware UTC datetimes, the metadata's JSON, booleans.
-    assert fast == slow
+    assert_same(fast, slow)
     page = fast[3]
     assert page.events
     for view in page.events:
@@ -142,5 +167,93 @@ def test_a_deeper_page_and_a_cursor_read_on_the_driver_too(
         assert seen == [], seen
         with through_sqlalchemy(db):
             slow = feed_page(db, cookie, settings, q)
-        assert fast == slow
+        assert_same(fast, slow)
         assert fast[3].events
+
+
+def test_filters_and_a_closed_range_read_the_same_either_way(
+    db: Database, signed_in: tuple[str, Settings]
+) -> None:
+    """Type and action filters expand an ``IN`` per request: those statements run
+    through SQLAlchemy; a range with an end is another shape. Same answers as SQLAlchemy
+    reads."""
+    cookie, settings = signed_in
+    now = datetime.now(UTC)
+    queries = [
+        ActivityQuery(start=now - timedelta(days=200), end=now - timedelta(days=3)),
+        ActivityQuery(
+            start=now - timedelta(days=366),
+            resource_types=(ResourceType.MODEL, ResourceType.DATASET),
+            actions=(Action.CREATED,),
+        ),
+    ]
+    for q in queries:
+        fast = feed_page(db, cookie, settings, q)
+        with through_sqlalchemy(db):
+            slow = feed_page(db, cookie, settings, q)
+        assert_same(fast, slow)
+        assert fast[3].total > 0
+
+
+def test_no_session_and_no_membership_read_the_same_either_way(
+    db: Database, signed_in: tuple[str, Settings]
+) -> None:
+    cookie, settings = signed_in
+    now = datetime.now(UTC)
+
+    def resolve(value: str) -> Any:
+        with db.read() as tx:
+            return accounts.resolve_session_for_feed(tx, value, now=now, settings=settings)
+
+    assert resolve("x" * 40) is None
+    with db.write() as tx:
+        tx.conn.execute(text("DELETE FROM memberships"))
+    fast = resolve(cookie)
+    with through_sqlalchemy(db):
+        slow = resolve(cookie)
+    assert fast[1:] == (None, None)
+    assert_same(fast, slow)
+
+
+def test_an_error_is_sqlalchemys_and_leaves_the_connection_usable(db: Database) -> None:
+    """A statement that fails (not a dropped connection) raises SQLAlchemy's error for
+    it, rolls its transaction back, and the pooled connection serves the next read."""
+    if db.dialect != "postgresql":
+        pytest.skip("needs a server-side statement timeout")
+    one = Database(db.url, engine=create_engine(db.url, pool_size=1, max_overflow=0))
+    params = {"id_hash": "x", "now": datetime.now(UTC), "idle_since": datetime.now(UTC)}
+
+    def read_behind_a_lock() -> None:
+        with one.read() as tx:
+            tx.conn.exec_driver_sql("SET LOCAL lock_timeout = '50ms'")
+            state_store.select_live_session_for_feed(tx, **params)
+
+    try:
+        with db.engine.connect() as holder:
+            holder.exec_driver_sql("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(exc.OperationalError) as raised:
+                read_behind_a_lock()
+            assert "lock timeout" in str(raised.value)
+            holder.rollback()
+        with one.read() as tx:
+            assert state_store.select_live_session_for_feed(tx, **params) is None
+    finally:
+        one.dispose()
+
+
+def test_past_the_cache_statements_run_through_sqlalchemy(
+    db: Database, signed_in: tuple[str, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that built a statement per call cannot grow the cache without end: past
+    its size the rest run through SQLAlchemy, with the same answers."""
+    cookie, settings = signed_in
+    monkeypatch.setattr(db_module, "_COMPILED", {})
+    monkeypatch.setattr(db_module, "_COMPILED_MAX", 1)
+    q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=60))
+    with sqlalchemy_executions(db) as seen:
+        fast = feed_page(db, cookie, settings, q)
+    assert len(db_module._COMPILED) == 1
+    assert len(seen) == 2, seen
+    with through_sqlalchemy(db):
+        slow = feed_page(db, cookie, settings, q)
+    assert_same(fast, slow)

@@ -486,11 +486,11 @@ def test_a_plain_page_is_planned_once_per_connection(db: Database, world: BenchW
         conn.exec_driver_sql("ANALYZE events")
         conn.commit()
     try:
-        with recorded(one) as statements:
-            for _ in range(20):
-                page()
+        for _ in range(20):
+            page()
+        # The connection ran nothing but the pages: what it prepared is theirs.
         with one.engine.connect() as conn:
-            prepared = conn.exec_driver_sql(
+            rows = conn.exec_driver_sql(
                 "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
             ).all()
     finally:
@@ -499,13 +499,5 @@ def test_a_plain_page_is_planned_once_per_connection(db: Database, world: BenchW
             conn.exec_driver_sql("ALTER TABLE events ALTER COLUMN workspace_id RESET (n_distinct)")
             conn.exec_driver_sql("ANALYZE events")
             conn.commit()
-
-    def shape(statement: str) -> str:
-        # The driver's and the server's spellings of one statement, alike.
-        plain = re.sub(r"%\(\w+\)s|\$\d+", "$", statement)
-        return " ".join(plain.split())[:80]
-
-    ran = {shape(s) for s, _ in statements}
-    rows = [r for r in prepared if shape(r.statement) in ran]
-    assert len(rows) == 3, (rows, ran)
+    assert len(rows) == 3, rows
     assert all(r.generic_plans > 0 for r in rows), [tuple(r) for r in rows if not r.generic_plans]

@@ -58,68 +58,101 @@ class Tx:
         CPU than the driver itself (a third of a page's; docs/performance.md, "Ninth
         round"). Values convert as through SQLAlchemy (the bind and result processors
         of the statement's types); a dropped connection goes through SQLAlchemy, which
-        invalidates it, so ``Database.read_retrying`` reads again; a statement whose SQL
-        depends on its values (an expanding IN), or any when someone listens for cursor
-        executions, simply runs through SQLAlchemy."""
-        dispatch = self.conn.dispatch
-        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
-            # Someone watches the statements (a test, a tracer): let them see these too.
-            return list(self.conn.execute(stmt, params))
-        compiled = _compiled(self.conn.dialect, stmt)
+        invalidates it, so ``Database.read_retrying`` reads again. Through SQLAlchemy
+        instead: a statement whose SQL depends on its values (an expanding IN) or whose
+        values need more than a processor, and any statement outside a transaction or
+        while someone watches statements (cursor listeners: tests, tracers; SQL
+        logging)."""
+        conn = self.conn
+        dispatch = conn.dispatch
+        watched = (
+            dispatch.before_cursor_execute
+            or dispatch.after_cursor_execute
+            or conn.engine.echo
+            or _SQL_LOG.isEnabledFor(logging.INFO)
+        )
+        compiled = None if watched or not conn.in_transaction() else _compiled(conn, stmt)
         if compiled is None:
-            return list(self.conn.execute(stmt, params))
-        return compiled.run(self.conn, stmt, params)
+            return list(conn.execute(stmt, params))
+        return compiled.run(conn, stmt, params)
+
+
+#: SQLAlchemy's statement log (``echo``'s logger): statements it would log run through it.
+_SQL_LOG = logging.getLogger("sqlalchemy.engine.Engine")
 
 
 class _Compiled:
     """A statement compiled for one dialect, with its types' conversions, ready to run
-    on the driver's cursor."""
+    on the driver's cursor. Built only for statements that need nothing else at each
+    execution (``_compiled`` checks)."""
 
     __slots__ = ("binds", "defaults", "order", "results", "row", "sql")
 
     def __init__(self, dialect: Dialect, stmt: Select[Any]) -> None:
         compiled = stmt.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string or compiled.escaped_bind_names:
+            raise _NeedsSQLAlchemy("its SQL depends on its values, or names are escaped")
+        if any(bind.callable is not None for bind in compiled.binds.values()):
+            raise _NeedsSQLAlchemy("a value computed at execution")
         self.sql = compiled.string
         # The parameters' order for a positional driver (SQLite's "?"); None: by name.
         self.order = tuple(compiled.positiontup) if compiled.positiontup else None
         self.defaults = {
-            name: bind.value
-            for name, bind in compiled.binds.items()
-            if not bind.required and bind.callable is None
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
         }
         self.binds = {
             name: proc
             for name, bind in compiled.binds.items()
             if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        columns = list(stmt.selected_columns)
+        # Result processors that need the driver's column type (it is only known from a
+        # cursor) raise here: such a statement runs through SQLAlchemy.
         self.results = tuple(
             (i, proc)
-            for i, column in enumerate(columns)
+            for i, column in enumerate(stmt.selected_columns)
             if (proc := column.type.dialect_impl(dialect).result_processor(dialect, None))
             is not None
         )
+        # Named as SQLAlchemy names a row's columns when each has a name of its own (a
+        # column, a label); an unlabelled expression's name differs (``_0``, ``_1``…
+        # here): such columns are read by position.
         self.row: Any = namedtuple("Row", list(stmt.selected_columns.keys()), rename=True)  # type: ignore[misc]
 
     def run(self, conn: Connection, stmt: Select[Any], params: Mapping[str, Any]) -> list[Any]:
         args = {**self.defaults, **params}
-        for name, proc in self.binds.items():
-            args[name] = proc(args[name])
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        cur = driver.cursor()
+        try:
+            for name, proc in self.binds.items():
+                args[name] = proc(args[name])
+        except (KeyError, TypeError, ValueError) as err:
+            # A value missing or of the wrong kind: SQLAlchemy's own error says which.
+            raise exc.StatementError(str(err), self.sql, params, err) from err
+        dbapi_conn = conn.connection.dbapi_connection
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(self.sql, [args[n] for n in self.order] if self.order else args)
             fetched = cur.fetchall()
         except conn.dialect.loaded_dbapi.Error as err:
-            if not conn.dialect.is_disconnect(err, conn.connection.dbapi_connection, cur):
+            if not conn.dialect.is_disconnect(err, dbapi_conn, cur):
                 raise exc.DBAPIError.instance(
-                    self.sql, args, err, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                    self.sql,
+                    args,
+                    err,
+                    conn.dialect.loaded_dbapi.Error,
+                    hide_parameters=conn.engine.hide_parameters,
+                    dialect=conn.dialect,
                 ) from err
             # Through SQLAlchemy, which meets the same dead connection: it invalidates
             # it, tells its listeners (``handle_error``) and raises the error that
             # ``Database.read_retrying`` reads again after.
             return list(conn.execute(stmt, params))
+        except BaseException as err:
+            if isinstance(err, Exception):
+                raise
+            # Interrupted mid-statement (a cancelled task, KeyboardInterrupt): what the
+            # connection holds is unknown, so it must not go back to the pool (as
+            # SQLAlchemy does).
+            conn.invalidate()
+            raise
         finally:
             cur.close()
         make = self.row._make
@@ -134,25 +167,45 @@ class _Compiled:
         return out
 
 
-_COMPILED: dict[tuple[str, int], tuple[Select[Any], _Compiled | None]] = {}
-#: Statements kept compiled at most: the feed's shapes are a few dozen; a caller that
-#: built a statement per call would otherwise grow the cache without end.
-_COMPILED_MAX = 1024
+class _NeedsSQLAlchemy(Exception):
+    """The statement needs SQLAlchemy's execution at every run."""
 
 
-def _compiled(dialect: Dialect, stmt: Select[Any]) -> _Compiled | None:
-    """``stmt`` compiled for ``dialect``, once (statements on this path are built once
-    and kept: see ``Tx.fetch``); None when it needs SQLAlchemy at each execution (its
-    SQL depends on the values: an expanding IN)."""
-    key = (dialect.name, id(stmt))
+#: (dialect, statement) → the compiled statement, or None when it runs through
+#: SQLAlchemy. Keyed by the dialect object, not its name: another engine of the same
+#: database may use another driver. Holding the statement keeps its id from reuse.
+_COMPILED: dict[tuple[int, int], tuple[Dialect, Select[Any], _Compiled | None]] = {}
+#: At most this many statements: the feed's shapes are several hundred per dialect; a
+#: caller that built a statement per call would otherwise grow the cache without end.
+_COMPILED_MAX = 4096
+
+
+def _compiled(conn: Connection, stmt: Select[Any]) -> _Compiled | None:
+    """``stmt`` compiled for ``conn``'s dialect, once (statements on this path are built
+    once and kept: see ``Tx.fetch``); None when it must run through SQLAlchemy."""
+    dialect = conn.dialect
+    key = (id(dialect), id(stmt))
     found = _COMPILED.get(key)
-    if found is None or found[0] is not stmt:
-        if len(_COMPILED) >= _COMPILED_MAX:
-            return None
-        made = _Compiled(dialect, stmt)
-        found = (stmt, None if "POSTCOMPILE" in made.sql else made)
-        _COMPILED[key] = found
-    return found[1]
+    if found is not None:
+        return found[2]
+    if len(_COMPILED) >= _COMPILED_MAX:
+        if not _COMPILED_FULL:
+            _COMPILED_FULL.append(True)
+            log.warning(
+                "%d statements compiled for the driver's cursor: more run through "
+                "SQLAlchemy (a caller may build a statement per call)",
+                _COMPILED_MAX,
+            )
+        return None
+    try:
+        made: _Compiled | None = _Compiled(dialect, stmt)
+    except (_NeedsSQLAlchemy, TypeError, ValueError, exc.SQLAlchemyError):
+        made = None
+    _COMPILED[key] = (dialect, stmt, made)
+    return made
+
+
+_COMPILED_FULL: list[bool] = []
 
 
 def normalise_url(url: str) -> str:

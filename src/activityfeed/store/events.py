@@ -728,8 +728,8 @@ def _viewer_rows(by: str) -> Select[Any]:
     rs = resources.c
     stmt = select(
         *_ROW_COLUMNS,
-        func.coalesce(es.is_seen, events.c.seq <= _p("s")),
-        func.coalesce(es.is_archived, events.c.seq <= _p("a")),
+        func.coalesce(es.is_seen, events.c.seq <= _p("s")).label("is_seen"),
+        func.coalesce(es.is_archived, events.c.seq <= _p("a")).label("is_archived"),
         rs.deleted_at,
         rs.purge_after,
     ).select_from(
