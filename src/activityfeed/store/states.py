@@ -191,6 +191,23 @@ _LIVE_SESSION_FOR_FEED = LIVE_SESSION_IN_WORKSPACE.add_columns(
 )
 
 
+#: Where the marks and head start in a row of ``_LIVE_SESSION_FOR_FEED`` (six columns).
+_MARKS_AT = len(_LIVE_SESSION_FOR_FEED.selected_columns) - 6
+
+#: On PostgreSQL the statement also sets, for the rest of its read transaction, that
+#: prepared statements run on their generic plan. The page's other statements are
+#: built per shape (their values never change which plan is best), but on a long
+#: history PostgreSQL prices their generic plan above a plan for the values at hand,
+#: so it planned the page's rows and its total anew at every page: 0.4 ms of the
+#: server's CPU a page at 1,000,000 events, for the same plans (docs/performance.md,
+#: "Ninth round"). ``set_config(..., true)`` lasts until the transaction ends, and
+#: costs no round trip here; a text search sets custom plans again for its own
+#: statements (``events._search``).
+_LIVE_SESSION_FOR_FEED_PG = _LIVE_SESSION_FOR_FEED.add_columns(
+    func.set_config("plan_cache_mode", "force_generic_plan", True).label("plan_cache_mode")
+)
+
+
 def select_live_session_for_feed(
     tx: Tx, id_hash: str, *, now: datetime, idle_since: datetime
 ) -> tuple[Session, Membership | None, MarksAndHead | None] | None:
@@ -200,14 +217,15 @@ def select_live_session_for_feed(
     which would otherwise read the marks and head in a statement of their own. Read in
     the page's read transaction, so the marks are those of the page's snapshot."""
     params = {"id_hash": id_hash, "now": now, "idle_since": idle_since}
-    found = tx.fetch(_LIVE_SESSION_FOR_FEED, params)
+    stmt = _LIVE_SESSION_FOR_FEED_PG if tx.dialect == "postgresql" else _LIVE_SESSION_FOR_FEED
+    found = tx.fetch(stmt, params)
     if not found:
         return None
     row = found[0]
     session, membership = session_in_workspace(row)
     if membership is None:
         return session, None, None
-    return session, membership, _marks_and_head_from(row[-6:])
+    return session, membership, _marks_and_head_from(row[_MARKS_AT : _MARKS_AT + 6])
 
 
 def upsert_marks(tx: Tx, *, user_id: str, workspace_id: str, marks: Watermarks) -> None:
