@@ -15,13 +15,12 @@ from sqlalchemy import create_engine, event, exc, text
 from activityfeed.config import Settings
 from activityfeed.domain.events import Action, ResourceType
 from activityfeed.domain.query import ActivityQuery
-from activityfeed.services import accounts, activity, workspaces
-from activityfeed.services.bench_history import USER_EMAIL, USER_PASSWORD, ensure_world
+from activityfeed.services import accounts, activity
+from activityfeed.services.bench_history import ensure_world
 from activityfeed.store import db as db_module
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
-
-UNDO = timedelta(hours=1)
+from tests.integration.feed_reads import feed_page, sign_in
 
 
 def assert_same(a: Any, b: Any, path: str = "") -> None:
@@ -78,39 +77,7 @@ def through_sqlalchemy(db: Database) -> Iterator[None]:
 @pytest.fixture
 def signed_in(db: Database) -> tuple[str, Settings]:
     world = ensure_world(db, events=300, others_factor=1, now=datetime.now(UTC))
-    settings = Settings(database_url=db.url)
-    with db.write() as tx:
-        signed = accounts.sign_in(
-            tx,
-            email=USER_EMAIL,
-            password=USER_PASSWORD,
-            address="127.0.0.1",
-            now=datetime.now(UTC),
-            settings=settings,
-        )
-        workspaces.switch_workspace(tx, signed.session, world.team_slug)
-    return signed.cookie_value, settings
-
-
-def feed_page(db: Database, cookie: str, settings: Settings, q: ActivityQuery) -> Any:
-    """A page as ``GET /api/activity`` reads it: the session with its marks and head,
-    then the page with its total and unseen count, in one read transaction."""
-    now = datetime.now(UTC)
-    with db.read() as tx:
-        found = accounts.resolve_session_for_feed(tx, cookie, now=now, settings=settings)
-        assert found is not None
-        session, membership, marks_and_head = found
-        assert membership is not None
-        page = activity.list_activity(
-            tx,
-            viewer_id=session.user.id,
-            membership=membership,
-            q=q,
-            now=now,
-            undo_window=UNDO,
-            marks_and_head=marks_and_head,
-        )
-    return session, membership, marks_and_head, page
+    return sign_in(db, world.team_slug)
 
 
 @pytest.mark.parametrize("archived", [False, True], ids=["inbox", "archive"])

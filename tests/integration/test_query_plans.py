@@ -37,6 +37,7 @@ from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
 from activityfeed.store.schema import memberships
+from tests.integration.feed_reads import feed_page, sign_in
 
 UNDO = timedelta(hours=1)
 
@@ -444,41 +445,15 @@ def test_a_plain_page_is_planned_once_per_connection(db: Database, world: BenchW
     rest of the page's transaction."""
     if db.dialect != "postgresql":
         pytest.skip("SQLite plans every statement for its values")
-    settings = Settings(database_url=db.url)
-    now = datetime.now(UTC)
-    with db.write() as tx:
-        signed = accounts.sign_in(
-            tx,
-            email=USER_EMAIL,
-            password=USER_PASSWORD,
-            address="127.0.0.1",
-            now=now,
-            settings=settings,
-        )
-        workspaces.switch_workspace(tx, signed.session, world.team_slug)
-    q = ActivityQuery(start=now - timedelta(days=30))
+    cookie, settings = sign_in(db, world.team_slug)
+    q = ActivityQuery(start=datetime.now(UTC) - timedelta(days=30))
     # One connection, as a busy worker reuses its own: psycopg prepares a statement at
     # its sixth run on a connection, and PostgreSQL tries five custom plans before it
     # may settle on the generic one.
     one = Database(db.url, engine=create_engine(db.url, pool_size=1, max_overflow=0))
 
     def page() -> None:
-        with one.read() as tx:
-            found = accounts.resolve_session_for_feed(
-                tx, signed.cookie_value, now=now, settings=settings
-            )
-            assert found is not None
-            session, membership, marks_and_head = found
-            assert membership is not None
-            activity.list_activity(
-                tx,
-                viewer_id=session.user.id,
-                membership=membership,
-                q=q,
-                now=now,
-                undo_window=UNDO,
-                marks_and_head=marks_and_head,
-            )
+        feed_page(one, cookie, settings, q)
 
     # Statistics as on a long history, where each workspace holds many events (here a
     # few hundred; a long history's workspace holds thousands).
