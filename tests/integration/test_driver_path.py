@@ -18,6 +18,7 @@ from activityfeed.domain.query import ActivityQuery
 from activityfeed.services import accounts, activity
 from activityfeed.services.bench_history import ensure_world
 from activityfeed.store import db as db_module
+from activityfeed.store import events as event_store
 from activityfeed.store import states as state_store
 from activityfeed.store.db import Database
 from tests.integration.feed_reads import feed_page, sign_in
@@ -224,3 +225,31 @@ def test_past_the_cache_statements_run_through_sqlalchemy(
     with through_sqlalchemy(db):
         slow = feed_page(db, cookie, settings, q)
     assert_same(fast, slow)
+
+
+def test_the_feed_transaction_plans_generically_without_parallel_workers(
+    db: Database, signed_in: tuple[str, Settings]
+) -> None:
+    """The session's statement sets, for the rest of the page's transaction only, that
+    prepared statements run on their generic plan and that no parallel workers start
+    (two workers to count an empty Inbox cost 5 ms a page); a search sets both back for
+    its own statements (a plan for its pattern; workers for a long scan)."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's planner settings")
+    cookie, settings = signed_in
+    show = text(
+        "SELECT current_setting('plan_cache_mode'), "
+        "current_setting('max_parallel_workers_per_gather')"
+    )
+    with db.read() as tx:
+        server = tuple(tx.conn.execute(show).one())
+    assert server[0] == "auto"
+    assert server[1] != "0"
+    now = datetime.now(UTC)
+    with db.read() as tx:
+        assert accounts.resolve_session_for_feed(tx, cookie, now=now, settings=settings)
+        assert tuple(tx.conn.execute(show).one()) == ("force_generic_plan", "0")
+        event_store.search_clause(tx, "wildlife")
+        assert tuple(tx.conn.execute(show).one()) == ("force_custom_plan", server[1])
+    with db.read() as tx:
+        assert tuple(tx.conn.execute(show).one()) == server

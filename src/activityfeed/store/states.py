@@ -194,17 +194,21 @@ _LIVE_SESSION_FOR_FEED = LIVE_SESSION_IN_WORKSPACE.add_columns(
 #: Where the marks and head start in a row of ``_LIVE_SESSION_FOR_FEED`` (six columns).
 _MARKS_AT = len(_LIVE_SESSION_FOR_FEED.selected_columns) - 6
 
-#: On PostgreSQL the statement also sets, for the rest of its read transaction, that
-#: prepared statements run on their generic plan. The page's other statements are
-#: built per shape (their values never change which plan is best), but on a long
-#: history PostgreSQL prices their generic plan above a plan for the values at hand,
-#: so it planned the page's rows and its total anew at every page: 0.4 ms of the
-#: server's CPU a page at 1,000,000 events, for the same plans (docs/performance.md,
-#: "Ninth round"). ``set_config(..., true)`` lasts until the transaction ends, and
-#: costs no round trip here; a text search sets custom plans again for its own
-#: statements (``events._search``).
+#: On PostgreSQL the statement also sets two things for the rest of its read
+#: transaction (``set_config(..., true)`` lasts until the transaction ends, and costs no
+#: round trip here), both undone by a text search for its own statements
+#: (``events._search``; docs/performance.md, "Ninth round"):
+#: - prepared statements run on their generic plan. The page's other statements are
+#:   built per shape (their values never change which plan is best), but on a long
+#:   history PostgreSQL prices their generic plan above a plan for the values at hand,
+#:   so it planned the page's rows and its total anew at every page: 0.4 ms of the
+#:   server's CPU a page at 1,000,000 events, for the same plans;
+#: - no parallel workers. The page's statements read a few index entries, but their
+#:   estimates can pass ``parallel_setup_cost``: right after "Archive all" the Inbox's
+#:   total started two workers to count nothing, 5.2 ms a page instead of 0.6.
 _LIVE_SESSION_FOR_FEED_PG = _LIVE_SESSION_FOR_FEED.add_columns(
-    func.set_config("plan_cache_mode", "force_generic_plan", True).label("plan_cache_mode")
+    func.set_config("plan_cache_mode", "force_generic_plan", True).label("plan_cache_mode"),
+    func.set_config("max_parallel_workers_per_gather", "0", True).label("parallel_workers"),
 )
 
 
