@@ -20,14 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, delete, event
 
-from activityfeed.config import Settings
 from activityfeed.domain.events import ResourceType
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.state import Watermarks
 from activityfeed.services import accounts, activity, workspaces
 from activityfeed.services.bench_history import (
-    USER_EMAIL,
-    USER_PASSWORD,
     BenchWorld,
     ensure_world,
 )
@@ -213,27 +210,16 @@ def test_the_feed_session_reads_the_marks_and_head_by_index(
     its membership, the viewer's watermarks there and the head as one entry of
     ``ux_events_ord``; the same marks and head as their own statement reads, and none for
     a workspace the user has left."""
-    settings = Settings(database_url=db.url)
+    cookie, settings = sign_in(db, world.team_slug)
     now = datetime.now(UTC)
     with db.write() as tx:
-        signed = accounts.sign_in(
-            tx,
-            email=USER_EMAIL,
-            password=USER_PASSWORD,
-            address="127.0.0.1",
-            now=now,
-            settings=settings,
-        )
-        workspaces.switch_workspace(tx, signed.session, world.team_slug)
         head_seq, head_ord = event_store.select_head(tx, world.team_id)
         marks = Watermarks(seen_seq=head_seq, seen_ord=head_ord)
         state_store.upsert_marks(tx, user_id=world.user_id, workspace_id=world.team_id, marks=marks)
 
     def resolve() -> Any:
         with db.read() as tx:
-            return accounts.resolve_session_for_feed(
-                tx, signed.cookie_value, now=now, settings=settings
-            )
+            return accounts.resolve_session_for_feed(tx, cookie, now=now, settings=settings)
 
     found = run(db, resolve, skip=lambda s: "sessions" not in s)
     assert len(found) == 1, found

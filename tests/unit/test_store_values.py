@@ -23,6 +23,6 @@ def test_sqlite_times_are_the_column_types_text() -> None:
         datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
     ]
     for moment in moments:
-        assert store._sqlite_time(moment) == processor(moment)
+        assert store.sqlite_time(moment) == processor(moment)
     with pytest.raises(ValueError, match="naive"):
-        store._sqlite_time(datetime(2026, 1, 2))
+        store.sqlite_time(datetime(2026, 1, 2))

@@ -535,7 +535,7 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
 
     def tuples(batch: list[IngestItem]) -> list[tuple[Any, ...]]:
         now = datetime.now(UTC)
-        recorded = now if is_pg else now.replace(tzinfo=None).isoformat(" ")
+        recorded = now if is_pg else event_store.sqlite_time(now)
         rows = []
         for item in batch:
             at = item.occurred_at or now
@@ -554,7 +554,7 @@ def run_ingest(ctx: Ctx, batches: int) -> str:
                     None,
                     "api_key",
                     created.key.prefix,
-                    at if is_pg else at.astimezone(UTC).replace(tzinfo=None).isoformat(" "),
+                    at if is_pg else event_store.sqlite_time(at),
                     recorded,
                     json.dumps(item.metadata, separators=(",", ":")),
                     None,

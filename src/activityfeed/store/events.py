@@ -170,7 +170,7 @@ def insert_events(
     is_pg = tx.dialect == "postgresql"
     # PostgreSQL takes aware datetimes as they are; SQLite stores fixed-width naive UTC
     # text (see ``schema.UTCDateTime``), converted here once per distinct value.
-    stamp = _checked_utc if is_pg else _sqlite_time
+    stamp = _checked_utc if is_pg else sqlite_time
     recorded_at = new[0].recorded_at
     recorded = stamp(recorded_at)
     dumps = _compact_json
@@ -264,7 +264,7 @@ def _checked_utc(value: datetime) -> datetime:
     return value
 
 
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
     """``schema.UTCDateTime``'s SQLite text ("YYYY-MM-DD HH:MM:SS.ffffff", naive UTC)."""
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored; give a UTC-aware one")
