@@ -96,10 +96,17 @@ def make_key(
     db: Database, clock: Callable[[], datetime], user: User, workspace: Workspace | None = None
 ) -> str:
     """An events:write API key of ``workspace`` (default: the user's personal one)."""
+    return make_api_key(db, clock, user, workspace).secret
+
+
+def make_api_key(
+    db: Database, clock: Callable[[], datetime], user: User, workspace: Workspace | None = None
+) -> apikeys.CreatedKey:
+    """``make_key``'s key with its secret, for tests that call the services with it."""
     ws = workspace or personal_workspace(db, user)
     with db.write() as tx:
         membership = workspaces.access_workspace(tx, user_id=user.id, workspace_id=ws.id)
-        created = apikeys.create_api_key(
+        return apikeys.create_api_key(
             tx,
             user=user,
             membership=membership,
@@ -108,7 +115,6 @@ def make_key(
             source=SourceKind.CLI,
             now=clock(),
         )
-    return created.secret
 
 
 class Browser:

@@ -18,15 +18,14 @@ import threading
 from datetime import datetime, timedelta
 
 from activityfeed.config import Settings
-from activityfeed.domain.accounts import ApiKey, Membership, Scope
-from activityfeed.domain.events import SourceKind
+from activityfeed.domain.accounts import Membership
 from activityfeed.domain.query import ActivityQuery
 from activityfeed.domain.workspaces import Role
-from activityfeed.services import activity, apikeys
+from activityfeed.services import activity
 from activityfeed.services.ingest import IngestItem, ingest_events
 from activityfeed.store import accounts as account_store
 from activityfeed.store.db import Database
-from tests.factories import make_team, make_user
+from tests.factories import make_api_key, make_team, make_user
 from tests.integration.test_state_races import in_other_tab
 
 MAX_METADATA = Settings().max_metadata_bytes
@@ -51,16 +50,7 @@ def test_a_batch_that_read_the_clock_first_but_committed_second_is_listed_first(
     user = make_user(db, clock)
     team = make_team(db, clock, user, name="Order")
     membership = Membership(workspace=team, role=Role.OWNER)
-    with db.write() as tx:
-        key: ApiKey = apikeys.create_api_key(
-            tx,
-            user=user,
-            membership=membership,
-            name="producer",
-            scopes=[Scope.EVENTS_WRITE],
-            source=SourceKind.CLI,
-            now=clock(),
-        ).key
+    key = make_api_key(db, clock, user, team).key
     backdated = clock() - timedelta(days=3)
     has_read_clock = threading.Event()
 
