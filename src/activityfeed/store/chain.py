@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import bindparam, insert, select, tuple_
 
 from activityfeed.domain import chain
 from activityfeed.domain.events import Event
@@ -35,29 +35,28 @@ class ChainHead:
     recorded_at: datetime | None
 
 
+def _newest(column: Any, order: Any, workspace: Any) -> Any:
+    return (
+        select(column).where(workspace == bindparam("ws")).order_by(order.desc()).limit(LIMIT_ONE)
+    )
+
+
+#: Built once (every ingestion batch reads it): the newest event's ``ws_ord`` and
+#: ``recorded_at`` (by ws_ord, not seq: see store.events.newest_first_in_workspace), and
+#: the newest checkpoint's digest.
+_HEAD = select(
+    _newest(events.c.ws_ord, events.c.ws_ord, events.c.workspace_id).scalar_subquery(),
+    _newest(events.c.recorded_at, events.c.ws_ord, events.c.workspace_id).scalar_subquery(),
+    _newest(
+        event_checkpoints.c.digest, event_checkpoints.c.last_ord, event_checkpoints.c.workspace_id
+    ).scalar_subquery(),
+)
+
+
 def select_head(tx: Tx, workspace_id: str) -> ChainHead:
     """The newest event's ``ws_ord`` (0 for none) and ``recorded_at``, and the newest
     checkpoint's digest (the genesis for none), in one statement."""
-    ev, cp = events.c, event_checkpoints.c
-
-    def newest(column: Any) -> Any:
-        return (
-            select(column)
-            .where(ev.workspace_id == workspace_id)
-            # By ws_ord, not seq: see store.events.newest_first_in_workspace.
-            .order_by(ev.ws_ord.desc())
-            .limit(LIMIT_ONE)
-            .scalar_subquery()
-        )
-
-    newest_digest = (
-        select(cp.digest)
-        .where(cp.workspace_id == workspace_id)
-        .order_by(cp.last_ord.desc())
-        .limit(LIMIT_ONE)
-        .scalar_subquery()
-    )
-    row = tx.conn.execute(select(newest(ev.ws_ord), newest(ev.recorded_at), newest_digest)).one()
+    row = tx.conn.execute(_HEAD, {"ws": workspace_id}).one()
     return ChainHead(
         ws_ord=int(row[0] or 0),
         digest=bytes.fromhex(row[2]) if row[2] else chain.genesis(workspace_id),
