@@ -20,6 +20,7 @@ import pytest
 
 from activityfeed.cli.bench import free_port
 from activityfeed.cli.main import app as cli  # noqa: F401  (the entry point must import)
+from activityfeed.cli.serve import MALLOC_SETTINGS
 
 BIN = Path(sys.executable).with_name("activityfeed")
 
@@ -96,22 +97,25 @@ def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
         yield running.base
 
 
-def test_workers_run_with_few_malloc_arenas(database_url):
-    """The workers start with ``MALLOC_ARENA_MAX=2`` (what keeps their memory flat under
-    a long soak), set by ``serve`` itself."""
-    env_before = os.environ.pop("MALLOC_ARENA_MAX", None)
+def test_workers_run_with_the_malloc_settings(database_url):
+    """The workers start with ``serve.MALLOC_SETTINGS`` (two arenas, fixed thresholds:
+    what keeps their memory flat under a long soak and after bursts), set by ``serve``
+    itself."""
+    before = {name: os.environ.pop(name, None) for name in MALLOC_SETTINGS}
     try:
         with server_process(database_url, workers=2) as running:
             children = Path(f"/proc/{running.proc.pid}/task/{running.proc.pid}/children")
             pids = children.read_text().split()
             environs = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in pids]
     finally:
-        if env_before is not None:
-            os.environ["MALLOC_ARENA_MAX"] = env_before
+        for name, value in before.items():
+            if value is not None:
+                os.environ[name] = value
     workers = [e for e in environs if any(v.startswith(b"ACTIVITYFEED_DATABASE_URL=") for v in e)]
     assert len(workers) >= 2, environs
     for environ in workers:
-        assert b"MALLOC_ARENA_MAX=2" in environ
+        for name, (value, _) in MALLOC_SETTINGS.items():
+            assert f"{name}={value}".encode() in environ
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import pickle
 import socket
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -27,27 +29,46 @@ logger = logging.getLogger("uvicorn.error")
 #: busy ones mid-request (clients saw "connection reset").
 WORKER_HEALTHCHECK_SECONDS = 60
 
-#: glibc's malloc gives threads their own arenas (up to 8 per core), and a worker's thread
-#: pool spreads its allocations over all of them: under a steady soak the workers' memory
-#: kept growing (6 MiB/min after 8 minutes, 113 -> 209 MB per worker); with 2 arenas it
-#: levels off (+1.9% between the second and last quarter, 154 MB per worker), and
-#: throughput did not suffer (docs/reliability.md, "Soak"). glibc reads the variable when
-#: a process starts, so it is set before the workers are spawned; an operator's own
-#: value wins.
-MALLOC_ARENA_MAX = "2"
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number for the same limit
+#: glibc's malloc settings for the workers, each as its environment variable (read when
+#: a process starts, so set before the workers are spawned; an operator's own value wins)
+#: with the ``mallopt`` parameter that sets it in this process (``--workers 1`` serves
+#: here).
+#:
+#: - ``MALLOC_ARENA_MAX=2``: glibc gives threads their own arenas (up to 8 per core), and
+#:   a worker's thread pool spreads its allocations over all of them: under a steady soak
+#:   the workers' memory kept growing (6 MiB/min after 8 minutes, 113 -> 209 MB per
+#:   worker); with 2 arenas it levels off (+1.9% between the second and last quarter, 154
+#:   MB per worker), and throughput did not suffer (docs/reliability.md, "Soak").
+#: - ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 128 KiB, glibc's own
+#:   starting values, made fixed: by default, freeing a block that came from ``mmap``
+#:   (an ingestion batch's body, a page of SQLite's cache) raises the threshold to that
+#:   block's size, up to 32 MiB, so later blocks that large come from the heap, where
+#:   freed memory below a live block is never given back. A worker's resident size after
+#:   the benchmark's HTTP and live-stream parts: 155.7 MB with the dynamic thresholds,
+#:   136.5 MB with fixed ones (docs/performance.md, "Tenth round").
+MALLOC_SETTINGS: dict[str, tuple[str, int]] = {
+    "MALLOC_ARENA_MAX": ("2", -8),  # M_ARENA_MAX
+    "MALLOC_MMAP_THRESHOLD_": ("131072", -3),  # M_MMAP_THRESHOLD
+    "MALLOC_TRIM_THRESHOLD_": ("131072", -1),  # M_TRIM_THRESHOLD
+}
 
 
-def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas for the worker processes about to be spawned and, through
-    ``mallopt``, for this process (``--workers 1`` serves in it). Does nothing where the
-    C library is not glibc."""
-    os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
+def tune_malloc() -> None:
+    """Apply ``MALLOC_SETTINGS`` to the worker processes about to be spawned (their
+    environment) and, through ``mallopt``, to this process. A value already in the
+    environment wins; one that is no number is left to glibc, which ignores it. Does
+    nothing where the C library is not glibc."""
+    mallopt: Callable[[int, int], int] | None
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
-    except (OSError, AttributeError, ValueError):
-        pass
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        mallopt = None
+    for name, (default, param) in MALLOC_SETTINGS.items():
+        os.environ.setdefault(name, default)
+        if mallopt is None:
+            continue
+        with contextlib.suppress(ValueError):
+            mallopt(param, int(os.environ[name]))
 
 
 #: The app factory each worker imports (workers are spawned, not forked).
@@ -61,7 +82,7 @@ def run_server(database_url: str, host: str, port: int, workers: int) -> None:
         console.print(f"[yellow]Warning: {warning}[/yellow]")
     # Workers are separate processes: they read their settings from the environment.
     os.environ["ACTIVITYFEED_DATABASE_URL"] = database_url
-    limit_malloc_arenas()
+    tune_malloc()
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
