@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -115,5 +116,17 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """The factory ``uvicorn`` calls in each worker process (``activityfeed serve``)."""
-    return create_app(Settings.from_env())
+    """The factory ``uvicorn`` calls in each worker process (``activityfeed serve``).
+
+    The app is built once a process, so everything that exists then (modules, routes,
+    schemas, statements: about 150,000 objects) lives as long as the process; they are
+    moved out of the garbage collector's sight (``gc.freeze``). Every full collection
+    walked them all: about 200 ms during which the worker answered nothing, once every
+    20 s under load on a slow machine, against nothing after (docs/performance.md,
+    "Tenth round"). Only a worker does this: an app made and dropped (as the tests do)
+    must stay collectable.
+    """
+    app = create_app(Settings.from_env())
+    gc.collect()  # what start-up left as garbage goes first, not frozen with the rest
+    gc.freeze()
+    return app
