@@ -108,9 +108,13 @@ def test_bench_reports_every_operation(database_url: str, tmp_path: Path) -> Non
     assert meta["events"] == 2000
     assert meta["other_workspaces"] == OTHER_WORKSPACES
     assert meta["machine"]["cpus"] >= 1
+    assert meta["machine"]["python_10m_additions_s"] > 0
     assert meta["server_memory"]["worker_rss_mb_max"] > 0
     text = md.read_text()
     assert all(f"| {name} |" in text for name in OPERATIONS)
+    # The table says how fast the machine was and how large the workers ended.
+    assert f"10,000,000 Python additions in {meta['machine']['python_10m_additions_s']} s" in text
+    assert f"{meta['server_memory']['worker_rss_mb_max']} MB" in text
 
 
 def test_loader_keeps_the_invariants_and_is_reused(database_url: str) -> None:

@@ -169,7 +169,25 @@ def machine() -> dict[str, Any]:
         "ram_gb": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "os": platform.platform(),
+        "python_10m_additions_s": python_speed(),
     }
+
+
+def python_speed(additions: int = 10_000_000, parts: int = 5) -> float:
+    """Seconds a pure-Python loop of ``additions`` additions takes on this machine (the
+    best of three runs of a ``parts``-th of it, scaled): the yardstick that tells runs on
+    different machines apart. Machines sold under one CPU name have run this benchmark
+    up to three times slower or faster than each other (docs/performance.md, "Where each
+    target stands")."""
+    n = additions // parts
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(n):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * parts, 2)
 
 
 def _rss_kb(pid: int) -> int:
@@ -920,12 +938,22 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
 
 def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
+    m = meta["machine"]
     head = (
         f"**{meta['backend']}**, N = {meta['events']:,} events in the measured workspace "
         f"(+ {meta['events'] * meta['others_factor']:,} in {meta['other_workspaces']} others), "
-        f"{meta['date']}, {meta['machine']['cpus']} CPUs ({meta['machine']['cpu']}), "
-        f"{meta['machine']['ram_gb']} GB RAM.\n\n"
+        f"{meta['date']}, {m['cpus']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM; "
+        f"10,000,000 Python additions in {m['python_10m_additions_s']} s."
     )
+    memory = meta.get("server_memory") or {}
+    if memory.get("process_rss_mb"):
+        workers = sorted(memory["process_rss_mb"], reverse=True)[:2]
+        head += (
+            " Largest server processes after the run: "
+            + ", ".join(f"{mb} MB" for mb in workers)
+            + "."
+        )
+    head += "\n\n"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(report)]
     return head + "\n".join(lines) + "\n"
