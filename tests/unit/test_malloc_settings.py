@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
-import sys
 
 import pytest
 
 from activityfeed.cli.serve import tune_malloc
+from tests.fresh_python import run_python
 
 pytestmark = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's"
@@ -72,14 +71,7 @@ def _run(mode: str, arena_max: str | None) -> tuple[int, str]:
     env = _clean_env()
     if arena_max is not None:
         env["MALLOC_ARENA_MAX"] = arena_max
-    done = subprocess.run(
-        [sys.executable, "-c", _COUNT_ARENAS, mode],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = run_python(_COUNT_ARENAS, mode, env=env)
     arenas = len(re.findall(r"^Arena \d+:$", done.stderr, flags=re.MULTILINE))
     return arenas, done.stdout.strip()
 
@@ -133,15 +125,7 @@ print(libc.mallinfo2().hblks - before)
 
 
 def _mmapped_blocks(mode: str) -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", _REALLOCATE, mode],
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return int(done.stdout)
+    return int(run_python(_REALLOCATE, mode, env=_clean_env()).stdout)
 
 
 def test_large_blocks_keep_coming_from_mmap():

@@ -8,9 +8,9 @@ Each case runs in a fresh interpreter: freezing is for the rest of a process's l
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fresh_python import run_python
 
 _FROZEN_AFTER = """
 import gc, os, sys
@@ -28,15 +28,7 @@ print(gc.get_freeze_count())
 
 def _frozen_after(kind: str, tmp_path: Path) -> int:
     env = {**os.environ, "ACTIVITYFEED_DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}"}
-    done = subprocess.run(
-        [sys.executable, "-c", _FROZEN_AFTER, kind],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return int(done.stdout.strip().splitlines()[-1])
+    return int(run_python(_FROZEN_AFTER, kind, env=env, timeout=120).stdout.split()[-1])
 
 
 def test_a_worker_freezes_what_start_up_made(tmp_path):
