@@ -20,7 +20,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.pool import NullPool
@@ -287,6 +286,8 @@ def _server_silent(dbapi_conn: Any) -> bool:
     round trip (0.15-0.35 ms, a sixth of a "mark all seen"); one with anything to read
     gets the ping, which then finds out. A server gone without a word (a host lost in a
     partition) leaves both this check and the ping to wait for TCP's timeout alike."""
+    import psycopg  # imported by then (a PostgreSQL connection); not at all on SQLite
+
     try:
         fd = dbapi_conn.pgconn.socket
         readable, _, _ = select.select([fd], [], [], 0)

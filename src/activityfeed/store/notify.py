@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import make_url
 
@@ -128,6 +127,10 @@ async def listen(
     whatever committed while no connection was listening (nothing is replayed by the
     server). ``on_wake`` gets each notification, in commit order.
     """
+    # Here, not at the top: only PostgreSQL listens, and the driver is 9 MB of a SQLite
+    # worker's memory that it would never use.
+    import psycopg
+
     delay = retry_seconds
     while True:
         try:
