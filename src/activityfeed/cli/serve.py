@@ -6,10 +6,8 @@ import contextlib
 import ctypes
 import logging
 import os
-import pickle
 import socket
 from collections.abc import Callable
-from multiprocessing.connection import wait
 from typing import Any
 
 import typer
@@ -18,6 +16,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from activityfeed.cli.common import DatabaseUrl, console, settings_for
+from activityfeed.cli.worker import Worker
 from activityfeed.store import maintenance, migrate
 
 logger = logging.getLogger("uvicorn.error")
@@ -143,27 +142,6 @@ def reuseport_listener(host: str, port: int) -> socket.socket:
 
 
 LISTEN_BACKLOG = 2048  # uvicorn's default
-
-
-class Worker(Process):
-    """Uvicorn's worker process, whose health check also ends when the process does.
-
-    The supervisor asks a worker "are you alive?" down a pipe and waits up to
-    ``timeout_worker_healthcheck`` for the answer. It holds both ends of that pipe, so a
-    worker dying mid-check closes nothing the wait can see: the supervisor sat out the
-    whole minute, neither reaping nor replacing the dead worker (whose queued connections
-    waited with it) nor answering signals. A worker still starting is the likely one to
-    die mid-check, since it answers only once its modules are imported."""
-
-    def _healthcheck(self, timeout: float) -> bool | None:
-        try:
-            self.parent_conn.send(b"ping")
-            if self.parent_conn in wait([self.parent_conn, self.process.sentinel], timeout):
-                started: bool = self.parent_conn.recv()
-                return started
-            return None  # it died (or did not answer in time)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            return None
 
 
 class BalancedWorkers(Multiprocess):
