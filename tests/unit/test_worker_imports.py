@@ -1,6 +1,6 @@
 """What a worker process loads, and what it must not: on SQLite never the PostgreSQL
 driver (about 9 MB of its memory) — not at start-up, not for a read, not for the live
-stream's fan-out — and never the command line it was started from (15 MB). Each run is
+stream's fan-out — and never the command line it was started from (12 MB). Each run is
 a fresh interpreter, whose modules are its own."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ print(sorted({"typer", "rich", "alembic", "activityfeed.cli.main"} & set(sys.mod
 
 def test_a_spawned_worker_does_not_import_the_command_line() -> None:
     """``activityfeed serve`` runs as the console script; each worker it spawns runs that
-    script again, and must not load the command line with it (15 MB a worker)."""
+    script again, and must not load the command line with it (12 MB a worker)."""
     script = Path(sys.executable).with_name("activityfeed")
     assert script.exists(), "the console script is installed with the package"
     loaded = run_python(_AS_SPAWN_PREPARES, str(script), env=dict(os.environ)).stdout

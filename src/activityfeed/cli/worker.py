@@ -2,7 +2,7 @@
 
 A worker starts by unpickling its process object, which imports the module that defines
 it; so this module imports nothing of the command line (Typer, Rich, Alembic), which
-``cli/serve.py`` does and every worker would otherwise carry (15 MB each) without using.
+``cli/serve.py`` does and every worker would otherwise carry (12 MB each) without using.
 """
 
 from __future__ import annotations
