@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, exc, make_url, text
 
 from activityfeed.config import Settings
 from activityfeed.domain.events import Action, ResourceType
@@ -253,3 +253,33 @@ def test_the_feed_transaction_plans_generically_without_parallel_workers(
         assert tuple(tx.conn.execute(show).one()) == ("force_custom_plan", server[1])
     with db.read() as tx:
         assert tuple(tx.conn.execute(show).one()) == server
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("pooled", [True, False], ids=["pooled", "unpooled"])
+def test_postgresql_sessions_give_times_in_utc_itself(pg_database: str, pooled: bool) -> None:
+    """Whatever zone the server would give a session (here Asia/Kathmandu, +05:45, set
+    by the connection's options as a server's default would), ours run in UTC: psycopg
+    then hands out ``timestamptz`` values with ``datetime.UTC`` itself, which
+    ``UTCDateTime`` passes through instead of converting value by value."""
+    url = make_url(pg_database).update_query_dict({"options": "-c TimeZone=Asia/Kathmandu"})
+    as_text = url.render_as_string(hide_password=False)
+    engine = db_module.make_engine(as_text) if pooled else db_module.make_unpooled_engine(as_text)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(
+                "SELECT current_setting('TimeZone'), "
+                "timestamptz '2026-11-27 12:00:00+00', timestamptz '2026-11-27 23:59:59+05:45'"
+            )
+            zone, noon, late = cur.fetchone()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    assert zone == "UTC"
+    assert noon.tzinfo is UTC
+    assert late.tzinfo is UTC
+    assert noon == datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert (late.day, late.hour, late.minute) == (27, 18, 14)
