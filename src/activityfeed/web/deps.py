@@ -54,7 +54,9 @@ def ctx(request: Request) -> Ctx:
 
 
 def is_secure(request: Request, settings: Settings) -> bool:
-    return settings.cookie_secure or request.url.scheme == "https"
+    # The scope's scheme (what ``request.url.scheme`` reads), without building the URL:
+    # every signed-in request asks, and a URL costs more than the rest of this check.
+    return settings.cookie_secure or request.scope.get("scheme") == "https"
 
 
 def cookie_name(request: Request, settings: Settings) -> str:
