@@ -498,3 +498,49 @@ def test_0010_refills_sqlites_search_index_folded(empty_url, backend):
         engine.dispose()
     assert "case_sensitive 1" in sql
     round_trip(empty_url, georgian, search="\u10d0\u10d1\u10d2", record=False)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_0011_puts_the_day_totals_in_their_keys_index(empty_url):
+    """On PostgreSQL, ``event_day_totals``'s key carries ``n`` after 0011 (and not
+    after its downgrade): the totals stay, the triggers still add to them through the
+    key, and a settled table's sum over days is read from the index alone. (SQLite: the
+    migration does nothing, which every other test of the head shows.)"""
+    migrate.upgrade(empty_url, "0010")
+    engine = make_unpooled_engine(empty_url)
+    key = text(
+        "SELECT i.indnatts, i.indnkeyatts FROM pg_index i "
+        "WHERE i.indexrelid = 'pk_event_day_totals'::regclass AND i.indisprimary"
+    )
+    add = text(
+        "INSERT INTO event_day_counts(workspace_id, day, private_to, resource_type, action, n) "
+        "VALUES ('w_1', :d, '', 'training', 'created', :n) ON CONFLICT(workspace_id, day, "
+        "private_to, resource_type, action) DO UPDATE SET n = event_day_counts.n + excluded.n"
+    )
+    total = (
+        "SELECT sum(n) FROM event_day_totals WHERE workspace_id = 'w_1' "
+        "AND private_to IN ('', 'u_1') AND day >= '2026-01-01' AND day < '2026-03-01'"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(add, [{"d": f"2026-01-{day:02d}", "n": day} for day in range(1, 32)])
+            assert tuple(conn.execute(key).one()) == (3, 3)
+        migrate.upgrade(empty_url)
+        with engine.begin() as conn:
+            assert tuple(conn.execute(key).one()) == (4, 3)
+            conn.execute(add, [{"d": "2026-01-31", "n": 100}, {"d": "2026-02-01", "n": 7}])
+            assert conn.execute(text(total)).scalar_one() == sum(range(1, 32)) + 107
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE event_day_totals")
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + total))
+        assert "Index Only Scan using pk_event_day_totals" in plan, plan
+        migrate.downgrade(empty_url, "0010")
+        with engine.begin() as conn:
+            assert tuple(conn.execute(key).one()) == (3, 3)
+            assert conn.execute(text(total)).scalar_one() == sum(range(1, 32)) + 107
+    finally:
+        engine.dispose()
+    migrate.upgrade(empty_url)
+    assert differences(empty_url) == []
