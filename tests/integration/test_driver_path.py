@@ -283,3 +283,26 @@ def test_postgresql_sessions_give_times_in_utc_itself(pg_database: str, pooled: 
     assert late.tzinfo is UTC
     assert noon == datetime(2026, 11, 27, 12, tzinfo=UTC)
     assert (late.day, late.hour, late.minute) == (27, 18, 14)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("server", "in_search"), [("4MB", "16MB"), ("64MB", "64MB")])
+def test_a_search_raises_work_mem_for_its_transaction_only(
+    pg_database: str, server: str, in_search: str
+) -> None:
+    """A search's transaction has ``work_mem`` of at least ``SEARCH_WORK_MEM_KB`` (its
+    bitmap of trigram matches stays exact, not lossy), a server's larger value stays,
+    and the next transaction has the server's again."""
+    assert event_store.SEARCH_WORK_MEM_KB == 16 * 1024
+    url = make_url(pg_database).update_query_dict({"options": f"-c work_mem={server}"})
+    db = Database(url.render_as_string(hide_password=False))
+    show = text("SELECT current_setting('work_mem')")
+    try:
+        with db.read() as tx:
+            assert tx.conn.execute(show).scalar_one() == server
+            event_store.search_clause(tx, "wildlife")
+            assert tx.conn.execute(show).scalar_one() == in_search
+        with db.read() as tx:
+            assert tx.conn.execute(show).scalar_one() == server
+    finally:
+        db.dispose()

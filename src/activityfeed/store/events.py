@@ -428,15 +428,25 @@ FTS_PROBE = 2000
 _SEARCH_TEXT = events.c.resource_name + " " + events.c.resource_type + " " + events.c.description
 
 
+#: A search's ``work_mem`` at least (kB): its bitmap of trigram matches stays exact up
+#: to about 200,000 heap pages (1.6 GB of events). At PostgreSQL's default of 4 MB it
+#: turned lossy at 1,000,000 events (5,000,000 in all), and every row of a lossy page
+#: was tested again: 828,561 rows instead of 125,502 for a common word, 2.35 s instead
+#: of 0.97 (docs/performance.md, "Eleventh round").
+SEARCH_WORK_MEM_KB = 16384
+
 #: For a search's statements, in the rest of its transaction: a plan for its pattern,
-#: and the server's own parallel workers (the feed's session statement turns both off
-#: for plain pages: ``states._LIVE_SESSION_FOR_FEED_PG``). A search of a year of common
-#: text on two cores took 0.46 s with them and 0.67 s without.
+#: the server's own parallel workers (the feed's session statement turns both off for
+#: plain pages: ``states._LIVE_SESSION_FOR_FEED_PG``; a search of a year of common text
+#: on two cores took 0.46 s with them and 0.67 s without), and ``work_mem`` raised to
+#: ``SEARCH_WORK_MEM_KB`` (never lowered: a server configured above it keeps its own).
 _CUSTOM_PLANS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('max_parallel_workers_per_gather', "
-    "(SELECT reset_val FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'), true)"
-)
+    "(SELECT reset_val FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'), true), "
+    "set_config('work_mem', (SELECT greatest(setting::bigint, :work_mem)::text "
+    "FROM pg_settings WHERE name = 'work_mem'), true)"
+).bindparams(work_mem=SEARCH_WORK_MEM_KB)
 
 
 def search_clause(tx: Tx, search: str) -> ColumnElement[bool]:
