@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import replace
@@ -102,6 +103,31 @@ def test_a_batch_of_1000_is_accepted(world):
     assert response.status_code == 201, response.text
     assert len(response.json()["events"]) == 1000
     assert _count(world) == 1000
+
+
+def test_a_batch_is_decoded_validated_and_answered_off_the_event_loop(world, monkeypatch):
+    """The body's decoding and validation and the answer's encoding run on a worker
+    thread, not on the event loop that every live stream of the worker shares."""
+    from activityfeed.web.api import events as events_api
+
+    on_loop: dict[str, bool] = {}
+
+    def spy(name: str, fn: Any) -> Any:
+        def called(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop[name] = True
+            except RuntimeError:
+                on_loop[name] = False
+            return fn(*args, **kwargs)
+
+        return called
+
+    monkeypatch.setattr(events_api, "_read_body", spy("read", events_api._read_body))
+    monkeypatch.setattr(events_api, "json_response", spy("answer", events_api.json_response))
+    response = ingest(world.client, world.secret, {"events": [event_body(i) for i in range(50)]})
+    assert response.status_code == 201, response.text
+    assert on_loop == {"read": False, "answer": False}
 
 
 def test_a_batch_of_1001_is_refused_and_nothing_stored(world):
