@@ -136,11 +136,14 @@ def iter_checkpoints(tx: Tx, workspace_id: str) -> Iterator[chain.Checkpoint]:
         after = int(rows[-1][1])
 
 
-def iter_stored(tx: Tx, workspace_id: str) -> Iterator[tuple[Any, ...]]:
-    """Every stored event of the workspace, values in ``chain.FIELDS`` order, by
-    ``(ws_ord, seq)`` (so duplicated positions are seen, not skipped), in keyset chunks."""
+def iter_stored(
+    tx: Tx, workspace_id: str, *, after_ord: int | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Every stored event of the workspace (past position ``after_ord`` when given),
+    values in ``chain.FIELDS`` order, by ``(ws_ord, seq)`` (so duplicated positions are
+    seen, not skipped), in keyset chunks."""
     ev = events.c
-    after: tuple[int, int] = (-(2**62), 0)
+    after: tuple[int, int] = (-(2**62), 0) if after_ord is None else (after_ord, 2**62)
     while True:
         rows = tx.conn.execute(
             select(*_FIELD_COLUMNS)
