@@ -257,3 +257,34 @@ def test_the_floor_numbers_after_the_head_and_verify_names_its_rows(db: Database
     # Dense, in seq order, the floor's rows right after the head it read.
     assert [r.ws_ord for r in stored] == list(range(1, head + 5))
     assert [r.resource_id for r in stored[head : head + 3]] == ["floor-0", "floor-1", "floor-2"]
+
+
+def test_the_floors_checkpoint_covers_its_rows_and_refuses_a_gap(db: Database, clock) -> None:
+    """``checkpoint_driver_rows`` chains the floor's rows from the newest checkpoint, as
+    ingestion would have (verify passes, and a batch recorded after chains on); it will
+    not vouch for rows whose positions do not follow one another."""
+    user = make_user(db, clock)
+    team = make_team(db, clock, user, name="Floor")
+    is_pg = db.dialect == "postgresql"
+    with db.write() as tx:
+        record_events(tx, drafts(team, 2), now=clock())
+    with db.read() as tx:
+        _, head = event_store.select_head(tx, team.id)
+    with db.write() as tx:
+        bulk.driver_insert(tx, team.id, _floor_rows(team.id, 3, clock(), is_pg=is_pg))
+    with db.write() as tx:
+        assert bulk.checkpoint_driver_rows(tx, team.id, head) == 3
+    with db.write() as tx:
+        record_events(tx, drafts(team, 1), now=clock())
+    with db.read() as tx:
+        ((_, report),) = integrity.verify_workspaces(tx, slug=team.slug)
+    assert report.ok, report.broken
+    assert report.head.ws_ord == head + 4
+    # A gap among the rows past the position given: no checkpoint, nothing written.
+    with db.write() as tx:
+        bulk.driver_insert(tx, team.id, _floor_rows(team.id, 3, clock(), is_pg=is_pg))
+        tx.conn.execute(
+            events.delete().where(events.c.workspace_id == team.id, events.c.ws_ord == head + 6)
+        )
+    with pytest.raises(ValueError, match="not one after another"), db.write() as tx:
+        bulk.checkpoint_driver_rows(tx, team.id, head + 4)

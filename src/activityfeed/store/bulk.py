@@ -140,10 +140,16 @@ def checkpoint_driver_rows(tx: Tx, workspace_id: str, after_ord: int) -> int:
     """The checkpoint of what ``driver_insert`` appended past position ``after_ord`` (the
     newest position a checkpoint covered before it), hashed from the rows as stored and
     chained from the newest checkpoint, as ``insert_events`` would have written it: the
-    workspace then passes ``verify`` again. Returns how many rows it covers. Nothing else
-    may write the workspace meanwhile (the benchmark's floor runs alone)."""
+    workspace then passes ``verify`` again. Returns how many rows it covers. Takes the
+    workspace's write lock, as every writer of its chain does; raises ``ValueError`` if
+    the rows past ``after_ord`` are not positions ``after_ord + 1 …`` one after another
+    (a checkpoint over them would vouch for a broken history)."""
+    account_store.lock_workspace(tx, workspace_id, exclusive=True)
     head = chain_store.select_head(tx, workspace_id)
     rows = list(chain_store.iter_stored(tx, workspace_id, after_ord=after_ord))
+    at = chain.FIELDS.index("ws_ord")
+    if [int(r[at]) for r in rows] != list(range(after_ord + 1, after_ord + len(rows) + 1)):
+        raise ValueError(f"the rows past position {after_ord} are not one after another")
     chain_store.append_checkpoint(tx, workspace_id, replace(head, ws_ord=after_ord), rows)
     return len(rows)
 
