@@ -320,7 +320,7 @@ def _utc_session(dbapi_conn: Any, _record: Any) -> None:
 
     psycopg gives ``timestamptz`` values the session's time zone: with the server's
     ``Etc/UTC`` that is a ``ZoneInfo``, which ``UTCDateTime`` then converts value by
-    value (about a microsecond each, every time of every row of a page); in ``UTC`` it
+    value (half a microsecond each, every time of every row of a page); in ``UTC`` it
     is ``datetime.timezone.utc`` itself, which needs no conversion. No statement of
     ours depends on the session's zone (days are cut ``AT TIME ZONE 'UTC'``)."""
     with dbapi_conn.cursor() as cur:

@@ -431,8 +431,8 @@ _SEARCH_TEXT = events.c.resource_name + " " + events.c.resource_type + " " + eve
 #: A search's ``work_mem`` at least (kB): its bitmap of trigram matches stays exact up
 #: to about 200,000 heap pages (1.6 GB of events). At PostgreSQL's default of 4 MB it
 #: turned lossy at 1,000,000 events (5,000,000 in all), and every row of a lossy page
-#: was tested again: 828,561 rows instead of 125,502 for a common word, 2.35 s instead
-#: of 0.97 (docs/performance.md, "Eleventh round").
+#: was tested again: 828,561 rows besides the 125,502 candidates of a common word, whose
+#: search took 282-290 ms instead of 146-156 (docs/performance.md, "Eleventh round").
 SEARCH_WORK_MEM_KB = 16384
 
 #: For a search's statements, in the rest of its transaction: a plan for its pattern,

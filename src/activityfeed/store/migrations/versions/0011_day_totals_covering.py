@@ -6,7 +6,7 @@ Create Date: 2026-11-27 22:00:00
 
 An unfiltered ``total`` sums ``event_day_totals.n`` over a range of days. With ``n``
 only in the table, PostgreSQL found the rows in the key's index and then read a heap
-page for every row or two (a bitmap heap scan: 57 pages for 60 rows, a third of the
+page for every row or two (a bitmap heap scan: 56 pages for 60 rows, a third of the
 total's statement at 1,000,000 events). With ``n`` in the key's index (``INCLUDE``) the
 sum reads the index alone wherever the visibility map says the pages are settled, which
 is every day but the few still being written. The price: a day's row updated by the
