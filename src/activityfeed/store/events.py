@@ -444,8 +444,8 @@ _CUSTOM_PLANS = text(
     "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
     "set_config('max_parallel_workers_per_gather', "
     "(SELECT reset_val FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'), true), "
-    "set_config('work_mem', (SELECT greatest(setting::bigint, :work_mem)::text "
-    "FROM pg_settings WHERE name = 'work_mem'), true)"
+    "set_config('work_mem', "
+    "greatest(pg_size_bytes(current_setting('work_mem')) / 1024, :work_mem)::text, true)"
 ).bindparams(work_mem=SEARCH_WORK_MEM_KB)
 
 
