@@ -72,6 +72,7 @@ def test_bench_reports_every_operation(database_url: str, tmp_path: Path) -> Non
     assert ops["search_word"]["total"] > 0
     assert ops["sse_fanout"]["missed"] == 0
     assert ops["sse_fanout"]["reps"] == 20 * 3
+    assert ops["sse_fanout"]["client"] == "lean"
     assert ops["http_activity"]["errors"] == 0
     assert ops["http_activity"]["requests_per_s"] > 0
     shares = ops["http_activity"]["worker_cpu_share"]
@@ -288,3 +289,40 @@ def test_the_floors_checkpoint_covers_its_rows_and_refuses_a_gap(db: Database, c
         )
     with pytest.raises(ValueError, match="not one after another"), db.write() as tx:
         bulk.checkpoint_driver_rows(tx, team.id, head + 4)
+
+
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+def test_the_live_streams_are_read_by_either_client(
+    database_url: str, client: str, tmp_path: Path
+) -> None:
+    """``--stream-client``: every stream gets every probe with either reader, and the
+    report says which read them and what this process's collector did meanwhile."""
+    skip = [arg for part in ("reads", "writes", "export", "http") for arg in ("--skip", part)]
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--events", "300",
+            "--others-factor", "1",
+            "--streams", "12",
+            "--reps", "30",
+            "--ingest-batches", "1",
+            "--stream-client", client,
+            "--database-url", database_url,
+            "--json", str(tmp_path / "bench.json"),
+            *skip,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sse = json.loads((tmp_path / "bench.json").read_text())["operations"]["sse_fanout"]
+    assert sse["client"] == client
+    assert sse["missed"] == 0
+    assert sse["reps"] == 12 * 3
+    assert sse["client_gc"] >= 0
+    assert sse["client_gc_total_ms"] >= sse["client_gc_max_ms"] >= 0
+
+
+def test_an_unknown_stream_client_is_refused() -> None:
+    result = runner.invoke(app, ["bench", "--stream-client", "curl"])
+    assert result.exit_code == 2
+    assert "--stream-client: lean or httpx" in result.output

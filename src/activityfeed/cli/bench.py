@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httptools
 import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -841,70 +842,222 @@ def run_http_activity(
     ctx.add(result)
 
 
-async def _sse(
-    base: str, cookies: dict[str, str], secret: str, *, streams: int, rounds: int
-) -> tuple[list[float], int]:
-    """Open ``streams`` streams, ingest one event per round, and time its arrival on each."""
-    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
-    timeout = httpx.Timeout(60.0, read=None)
+class _LeanStream(asyncio.Protocol):
+    """One live stream read with as little of this process's time as possible: the
+    response parsed by httptools (uvicorn's own C parser), each arrival timed when its
+    bytes reach the event loop, before anything else is done with them.
+
+    The benchmark's one process reads all 1,000 streams: through httpx (its ``aiter_lines``
+    on anyio) every arrival cost the reader about 100 µs of Python, so the last of a
+    thousand arrivals waited on the reader rather than on the server
+    (docs/performance.md, "Twelfth round")."""
+
+    def __init__(self, request: bytes, arrivals: dict[str, float], ready: asyncio.Event) -> None:
+        self.arrivals = arrivals
+        self.ready = ready
+        self.error: str | None = None
+        self.transport: asyncio.BaseTransport | None = None
+        self._request = request
+        self._parser = httptools.HttpResponseParser(self)
+        self._buffer = b""
+        self._now = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        self._now = time.perf_counter()
+        self._parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.is_set():
+            self.error = f"the stream closed before its first message ({exc})"
+            self.ready.set()
+
+    # httptools' callbacks
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status != 200:
+            self.error = f"GET /api/activity/stream answered {status}"
+            self.ready.set()
+
+    def on_body(self, body: bytes) -> None:
+        self._buffer += body
+        while (end := self._buffer.find(b"\n\n")) >= 0:
+            frame, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        kind = b""
+        for line in frame.split(b"\n"):
+            if line.startswith(b"event:"):
+                kind = line[6:].strip()
+            elif line.startswith(b"data:"):
+                if kind == b"activity":
+                    rid = json.loads(line[5:])["event"]["resourceId"]
+                    self.arrivals.setdefault(rid, self._now)
+                else:
+                    self.ready.set()
+
+
+async def _open_streams(
+    base: str, cookies: dict[str, str], streams: int, client: str
+) -> tuple[list[dict[str, float]], list[asyncio.Event], Callable[[], Any]]:
+    """Open ``streams`` streams (50 at a time); each one's arrivals (resource id →
+    ``perf_counter``) and readiness (its first message came), and how to close them all."""
     arrivals: list[dict[str, float]] = [{} for _ in range(streams)]
     ready = [asyncio.Event() for _ in range(streams)]
-    async with httpx.AsyncClient(
-        base_url=base, cookies=cookies, limits=limits, timeout=timeout
-    ) as c:
-
-        async def reader(i: int) -> None:
-            async with c.stream(
-                "GET", "/api/activity/stream", headers={"Accept": "text/event-stream"}
-            ) as r:
-                kind = ""
-                async for line in r.aiter_lines():
-                    if line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        if kind == "activity":
-                            rid = json.loads(line[5:])["event"]["resourceId"]
-                            arrivals[i].setdefault(rid, time.perf_counter())
-                        else:
-                            ready[i].set()
-
-        tasks = []
+    path = "/api/activity/stream"
+    if client == "lean":
+        url = httpx.URL(base)
+        host, port = url.host, url.port or 80
+        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
+        ).encode()
+        loop = asyncio.get_running_loop()
+        readers: list[_LeanStream] = []
         for i in range(streams):
-            tasks.append(asyncio.create_task(reader(i)))
+            reader = _LeanStream(request, arrivals[i], ready[i])
+            await loop.create_connection(lambda r=reader: r, host, port)  # type: ignore[misc]
+            readers.append(reader)
             if i % 50 == 49:
                 await asyncio.sleep(0.05)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
-        sent: dict[str, float] = {}
-        for n in range(rounds):
-            rid = f"sse-{n}-{time.time_ns()}"
-            body = {
-                "resourceType": "training",
-                "action": "started",
-                "resourceId": rid,
-                "resourceName": f"sse probe {n}",
-            }
-            sent[rid] = time.perf_counter()
-            r = await c.post(
-                "/api/events", json=body, headers={"Authorization": f"Bearer {secret}"}
-            )
-            r.raise_for_status()
-            deadline = time.perf_counter() + 30
-            while time.perf_counter() < deadline and not all(rid in a for a in arrivals):
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)
+        if errors := {r.error for r in readers if r.error}:
+            raise RuntimeError("; ".join(sorted(errors)))
+
+        async def close_lean() -> None:
+            for r in readers:
+                if r.transport is not None:
+                    r.transport.close()
+
+        return arrivals, ready, close_lean
+    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
+    timeout = httpx.Timeout(60.0, read=None)
+    c = httpx.AsyncClient(base_url=base, cookies=cookies, limits=limits, timeout=timeout)
+
+    async def read_httpx(i: int) -> None:
+        async with c.stream("GET", path, headers={"Accept": "text/event-stream"}) as r:
+            kind = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    if kind == "activity":
+                        rid = json.loads(line[5:])["event"]["resourceId"]
+                        arrivals[i].setdefault(rid, time.perf_counter())
+                    else:
+                        ready[i].set()
+
+    tasks = []
+    for i in range(streams):
+        tasks.append(asyncio.create_task(read_httpx(i)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
+
+    async def close_httpx() -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await c.aclose()
+
+    return arrivals, ready, close_httpx
+
+
+async def _sse(
+    base: str, cookies: dict[str, str], secret: str, *, streams: int, rounds: int, client: str
+) -> tuple[list[float], int, GcPauses]:
+    """Open ``streams`` streams, ingest one event per round, and time its arrival on each;
+    also this process's collections during the rounds."""
+    arrivals, _, close = await _open_streams(base, cookies, streams, client)
+    sent: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as producer:
+            with gc_pauses() as pauses:
+                for n in range(rounds):
+                    rid = f"sse-{n}-{time.time_ns()}"
+                    body = {
+                        "resourceType": "training",
+                        "action": "started",
+                        "resourceId": rid,
+                        "resourceName": f"sse probe {n}",
+                    }
+                    sent[rid] = time.perf_counter()
+                    r = await producer.post(
+                        "/api/events", json=body, headers={"Authorization": f"Bearer {secret}"}
+                    )
+                    r.raise_for_status()
+                    deadline = time.perf_counter() + 30
+                    while time.perf_counter() < deadline and not all(rid in a for a in arrivals):
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.2)
+    finally:
+        await close()
     latencies = [(a[rid] - t0) * 1000 for rid, t0 in sent.items() for a in arrivals if rid in a]
     missed = streams * rounds - len(latencies)
-    return latencies, missed
+    return latencies, missed, pauses
 
 
-def run_sse(ctx: Ctx, base: str, secret: str, *, streams: int, rounds: int) -> None:
+@dataclass
+class GcPauses:
+    """The garbage collector's pauses in this process while a ``gc_pauses`` block ran."""
+
+    count: int = 0
+    total_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+@contextmanager
+def gc_pauses() -> Iterator[GcPauses]:
+    """Record every collection of this process inside the block (``gc.callbacks``).
+
+    The live stream's latency is read by this process's own clients: a collection here
+    delays every arrival it interrupts, whatever the server did, so the benchmark says
+    how much of the tail was its own."""
+    pauses = GcPauses()
+    started = 0.0
+
+    def callback(phase: str, _info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        took = (time.perf_counter() - started) * 1000
+        pauses.count += 1
+        pauses.total_ms += took
+        pauses.max_ms = max(pauses.max_ms, took)
+
+    gc.callbacks.append(callback)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(callback)
+
+
+def run_sse(
+    ctx: Ctx, base: str, secret: str, *, streams: int, rounds: int, client: str = "lean"
+) -> None:
+    """``sse_fanout``: the delay from ``POST /api/events`` to each stream's arrival, read
+    by ``client``: ``lean`` (``_LeanStream``) or ``httpx``."""
     cookies = _session(base, ctx.world.ingest_slug)
-    latencies, missed = asyncio.run(_sse(base, cookies, secret, streams=streams, rounds=rounds))
+    latencies, missed, pauses = asyncio.run(
+        _sse(base, cookies, secret, streams=streams, rounds=rounds, client=client)
+    )
     result = Result("sse_fanout", samples_ms=latencies)
-    result.extra |= {"streams": streams, "events": rounds, "missed": missed}
+    result.extra |= {
+        "streams": streams,
+        "events": rounds,
+        "missed": missed,
+        "client": client,
+        "client_gc": pauses.count,
+        "client_gc_max_ms": round(pauses.max_ms, 1),
+        "client_gc_total_ms": round(pauses.total_ms, 1),
+    }
     ctx.add(result)
 
 
@@ -995,6 +1148,11 @@ def bench(
         "--load-client",
         help="GET /api/activity load from: auto (wrk if installed), wrk, httpx.",
     ),
+    stream_client: str = typer.Option(
+        "lean",
+        "--stream-client",
+        help="The live streams read by: lean (httptools, timed on arrival) or httpx.",
+    ),
     skip: list[str] = typer.Option(
         [], "--skip", help=f"Parts to leave out: {', '.join(SKIPPABLE)}."
     ),
@@ -1002,6 +1160,9 @@ def bench(
     """Load (or reuse) a long history and time every operation of issue 5."""
     if load_client not in ("auto", "wrk", "httpx"):
         err_console.print(f"[red]--load-client: auto, wrk or httpx, not {load_client!r}[/red]")
+        raise typer.Exit(2)
+    if stream_client not in ("lean", "httpx"):
+        err_console.print(f"[red]--stream-client: lean or httpx, not {stream_client!r}[/red]")
         raise typer.Exit(2)
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
@@ -1091,7 +1252,14 @@ def bench(
                 if "sse" not in skip:
                     assert secret is not None
                     console.print(f"[dim]measuring the live stream ({streams} streams)…[/dim]")
-                    run_sse(ctx, base, secret, streams=streams, rounds=max(3, min(20, reps // 10)))
+                    run_sse(
+                        ctx,
+                        base,
+                        secret,
+                        streams=streams,
+                        rounds=max(3, min(20, reps // 10)),
+                        client=stream_client,
+                    )
                 pids = _descendants(proc.pid)
                 rss = {pid: _rss_kb(pid) for pid in [proc.pid, *pids]}
                 # The workers are the processes that serve (the largest ones); the
