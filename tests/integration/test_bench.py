@@ -3,7 +3,9 @@ loader keeps the events table's invariants. Never asserts wall-clock times."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from activityfeed.cli.bench import OPERATIONS, SKIPPABLE
+from activityfeed.cli.bench import OPERATIONS, SKIPPABLE, _open_streams, server
 from activityfeed.cli.main import app
 from activityfeed.domain import chain
 from activityfeed.domain.ids import new_id
@@ -326,3 +328,15 @@ def test_an_unknown_stream_client_is_refused() -> None:
     result = runner.invoke(app, ["bench", "--stream-client", "curl"])
     assert result.exit_code == 2
     assert "--stream-client: lean or httpx" in result.output
+
+
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+def test_a_refused_stream_stops_the_measurement(database_url: str, client: str) -> None:
+    """Streams the server refuses (here: no session) end the benchmark with the reason,
+    at once, instead of leaving it waiting for their first message."""
+    with server(database_url, workers=1) as (base, _):
+        started = time.monotonic()
+        with pytest.raises(RuntimeError) as refused:
+            asyncio.run(_open_streams(base, {}, 3, client))
+    assert "401" in str(refused.value)
+    assert time.monotonic() - started < 30

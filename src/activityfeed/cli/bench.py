@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -904,9 +904,10 @@ class _LeanStream(asyncio.Protocol):
 
 async def _open_streams(
     base: str, cookies: dict[str, str], streams: int, client: str
-) -> tuple[list[dict[str, float]], list[asyncio.Event], Callable[[], Any]]:
-    """Open ``streams`` streams (50 at a time); each one's arrivals (resource id →
-    ``perf_counter``) and readiness (its first message came), and how to close them all."""
+) -> tuple[list[dict[str, float]], Callable[[], Awaitable[None]]]:
+    """Open ``streams`` streams (50 at a time) and wait until each has had its first
+    message; each one's arrivals (resource id → ``perf_counter``), and how to close
+    them all."""
     arrivals: list[dict[str, float]] = [{} for _ in range(streams)]
     ready = [asyncio.Event() for _ in range(streams)]
     path = "/api/activity/stream"
@@ -922,26 +923,34 @@ async def _open_streams(
         readers: list[_LeanStream] = []
         for i in range(streams):
             reader = _LeanStream(request, arrivals[i], ready[i])
-            await loop.create_connection(lambda r=reader: r, host, port)  # type: ignore[misc]
+            # The factory is called before create_connection returns: no late binding.
+            await loop.create_connection(lambda: reader, host, port)  # noqa: B023
             readers.append(reader)
             if i % 50 == 49:
                 await asyncio.sleep(0.05)
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
-        if errors := {r.error for r in readers if r.error}:
-            raise RuntimeError("; ".join(sorted(errors)))
 
         async def close_lean() -> None:
             for r in readers:
                 if r.transport is not None:
                     r.transport.close()
 
-        return arrivals, ready, close_lean
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
+        if errors := {r.error for r in readers if r.error}:
+            await close_lean()
+            raise RuntimeError("; ".join(sorted(errors)))
+        return arrivals, close_lean
     limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
     timeout = httpx.Timeout(60.0, read=None)
     c = httpx.AsyncClient(base_url=base, cookies=cookies, limits=limits, timeout=timeout)
 
+    refusals: set[str] = set()
+
     async def read_httpx(i: int) -> None:
         async with c.stream("GET", path, headers={"Accept": "text/event-stream"}) as r:
+            if r.status_code != 200:
+                refusals.add(f"GET {path} answered {r.status_code}")
+                ready[i].set()
+                return
             kind = ""
             async for line in r.aiter_lines():
                 if line.startswith("event:"):
@@ -958,7 +967,6 @@ async def _open_streams(
         tasks.append(asyncio.create_task(read_httpx(i)))
         if i % 50 == 49:
             await asyncio.sleep(0.05)
-    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
 
     async def close_httpx() -> None:
         for t in tasks:
@@ -966,7 +974,11 @@ async def _open_streams(
         await asyncio.gather(*tasks, return_exceptions=True)
         await c.aclose()
 
-    return arrivals, ready, close_httpx
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 120)
+    if refusals:
+        await close_httpx()
+        raise RuntimeError("; ".join(sorted(refusals)))
+    return arrivals, close_httpx
 
 
 async def _sse(
@@ -974,7 +986,7 @@ async def _sse(
 ) -> tuple[list[float], int, GcPauses]:
     """Open ``streams`` streams, ingest one event per round, and time its arrival on each;
     also this process's collections during the rounds."""
-    arrivals, _, close = await _open_streams(base, cookies, streams, client)
+    arrivals, close = await _open_streams(base, cookies, streams, client)
     sent: dict[str, float] = {}
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as producer:
