@@ -157,7 +157,7 @@ def list_activity(
         marks_and_head = state_store.select_marks_and_head(tx, user_id=viewer_id, workspace_id=ws)
     marks, (_, head_ord) = marks_and_head
     offset = 0 if q.cursor else q.offset
-    rows = event_store.select_page(
+    rows, total, unseen = state_store.select_page_and_counts(
         tx,
         viewer_id=viewer_id,
         workspace_id=ws,
@@ -174,9 +174,6 @@ def list_activity(
         Cursor(created_at=rows[-1].event.created_at, seq=rows[-1].event.seq)
         if has_more and rows
         else None
-    )
-    total, unseen = state_store.count_total_and_unseen(
-        tx, viewer_id=viewer_id, workspace_id=ws, marks=marks, q=q, head_ord=head_ord
     )
     return ActivityPage(
         events=build_views(

@@ -803,19 +803,25 @@ class Row:
     resource_state: ResourceState | None = None
 
 
-def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
+#: Columns of a page's row (``_viewer_rows``): a statement that reads more beside them
+#: (``states.select_page_and_counts``) puts its own after these.
+ROW_WIDTH = len(_ROW_COLUMNS) + 4
+
+
+def row_of(r: Sequence[Any]) -> Row:
+    """A ``Row`` from a fetched row that starts with ``_viewer_rows``' columns."""
     n = len(_ROW_COLUMNS)
-    state_of = ResourceState.of
-    return [
-        Row(
-            event=_row_event(r),
-            is_seen=bool(r[n]),
-            is_archived=bool(r[n + 1]),
-            has_resource_state=True,
-            resource_state=state_of(deleted_at=r[n + 2], purge_after=r[n + 3]),
-        )
-        for r in tx.fetch(stmt, params)
-    ]
+    return Row(
+        event=_row_event(r),
+        is_seen=bool(r[n]),
+        is_archived=bool(r[n + 1]),
+        has_resource_state=True,
+        resource_state=ResourceState.of(deleted_at=r[n + 2], purge_after=r[n + 3]),
+    )
+
+
+def _rows(tx: Tx, stmt: Select[Any], params: dict[str, Any]) -> list[Row]:
+    return [row_of(r) for r in tx.fetch(stmt, params)]
 
 
 def select_page(
@@ -837,29 +843,73 @@ def select_page(
     read with the viewer's state. ``head_ord``: the workspace's head, if the caller has
     read it already.
     """
-    params = feed_params(viewer_id, workspace_id, marks, q)
-    matched, by_match = _search(tx, q.search) if q.search else (None, False)
+    if not q.search:
+        if head_ord is None and marks.archived_seq:
+            head_ord = select_head(tx, workspace_id)[1]
+        page, params = page_statement(
+            viewer_id=viewer_id,
+            workspace_id=workspace_id,
+            marks=marks,
+            q=q,
+            limit=limit,
+            offset=offset,
+            after=after,
+            head_ord=head_ord or 0,
+        )
+        return _rows(tx, page, params)
+    params = _page_params(viewer_id, workspace_id, marks, q, limit, offset, after)
+    matched, by_match = _search(tx, q.search)
     if head_ord is None and marks.archived_seq and not by_match:
         head_ord = select_head(tx, workspace_id)[1]
     shape = _shape(q, marks, by_match=by_match, head_ord=head_ord or 0)
     keys = _page_keys(shape, has_after=after is not None, has_offset=bool(offset))
-    if matched is not None:
-        keys = keys.where(matched)
+    keys = keys.where(matched)
+    page_seqs = [int(s) for s in tx.conn.execute(keys, params).scalars()]
+    if not page_seqs:
+        return []
+    params["seqs"] = page_seqs
+    return _rows(tx, _viewer_rows("seq"), params)
+
+
+def page_statement(
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    limit: int,
+    offset: int,
+    after: Cursor | None,
+    head_ord: int,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """``select_page``'s one statement, with its parameters, for a query without a text
+    search (which takes steps of its own), for callers that read more beside it: the
+    page's keys from the feed index (a subquery with its LIMIT and OFFSET), then those
+    rows by primary key, in the columns ``row_of`` reads. Built once per shape."""
+    if q.search:
+        raise ValueError("a text search has no one page statement (select_page)")
+    params = _page_params(viewer_id, workspace_id, marks, q, limit, offset, after)
+    shape = _shape(q, marks, by_match=False, head_ord=head_ord)
+    return _page_rows(shape, has_after=after is not None, has_offset=bool(offset)), params
+
+
+def _page_params(
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    limit: int,
+    offset: int,
+    after: Cursor | None,
+) -> dict[str, Any]:
+    params = feed_params(viewer_id, workspace_id, marks, q)
     params["limit"] = limit
     if offset:
         params["offset"] = offset
     if after is not None:
         params["after_created"] = after.created_at
         params["after_seq"] = after.seq
-    if matched is None:
-        # One round trip: the keys' statement as a subquery of the rows'.
-        page = _page_rows(shape, has_after=after is not None, has_offset=bool(offset))
-        return _rows(tx, page, params)
-    page_seqs = [int(s) for s in tx.conn.execute(keys, params).scalars()]
-    if not page_seqs:
-        return []
-    params["seqs"] = page_seqs
-    return _rows(tx, _viewer_rows("seq"), params)
+    return params
 
 
 def iter_matching(

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activityfeed.domain.accounts import Membership, Session
-from activityfeed.domain.query import ActivityQuery
+from activityfeed.domain.query import ActivityQuery, Cursor
 from activityfeed.domain.state import MarksAndHead, Watermarks
 from activityfeed.domain.stream import StateAction
 from activityfeed.store.accounts import LIVE_SESSION_IN_WORKSPACE, session_in_workspace
@@ -44,10 +44,15 @@ from activityfeed.store.events import (
     HEAD,
     PRIVATE_OF_OTHERS,
     PRIVATE_OF_OTHERS_ABOVE,
+    ROW_WIDTH,
+    Row,
     count_matching,
     count_private_of_others_above,
     newest_first_in_workspace,
+    page_statement,
+    row_of,
     select_head,
+    select_page,
     total_statement,
 )
 from activityfeed.store.schema import (
@@ -652,6 +657,85 @@ def count_total_and_unseen(
     both = _total_with_unseen(stmt, middle=marks.archived_seq > marks.seen_seq)
     [row] = tx.fetch(both, params)
     return int(row[0]), _unseen_from(row[1:], marks, head_ord)
+
+
+def select_page_and_counts(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    limit: int,
+    offset: int,
+    after: Cursor | None,
+    head_ord: int,
+) -> tuple[list[Row], int, int]:
+    """``events.select_page``'s rows, ``count_matching``'s total and ``count_unseen``, as
+    ``select_page`` and ``count_total_and_unseen`` give them, in one statement when
+    both are one (no text search, a total from whole days): the page's rows each carry
+    the two counts (each computed once). An empty page carries nothing: its counts
+    then take a statement of their own."""
+    counted = (
+        None
+        if q.search
+        else total_statement(
+            viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
+        )
+    )
+    if counted is None:
+        rows = select_page(
+            tx,
+            viewer_id=viewer_id,
+            workspace_id=workspace_id,
+            marks=marks,
+            q=q,
+            limit=limit,
+            offset=offset,
+            after=after,
+            head_ord=head_ord,
+        )
+        total, unseen = count_total_and_unseen(
+            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
+        )
+        return rows, total, unseen
+    page, params = page_statement(
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
+        q=q,
+        limit=limit,
+        offset=offset,
+        after=after,
+        head_ord=head_ord,
+    )
+    total_stmt, total_params = counted
+    # The three share the feed's parameter names, each with the same value.
+    params |= total_params
+    params |= _unseen_params(viewer_id, workspace_id, marks)
+    both = _page_with_counts(page, total_stmt, middle=marks.archived_seq > marks.seen_seq)
+    fetched = tx.fetch(both, params)
+    if not fetched:
+        total, unseen = count_total_and_unseen(
+            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
+        )
+        return [], total, unseen
+    first = fetched[0]
+    total = int(first[ROW_WIDTH])
+    unseen = _unseen_from(first[ROW_WIDTH + 1 :], marks, head_ord)
+    return [row_of(r) for r in fetched], total, unseen
+
+
+@cache
+def _page_with_counts(page: Select[Any], total: Select[Any], *, middle: bool) -> Select[Any]:
+    # The page as a subquery: its counts' subqueries read ``events`` and
+    # ``event_states`` too, and beside the page's own FROM they would correlate with it.
+    # ``page`` and ``total`` are built once per shape (``events``), so this holds one
+    # statement per pair of shapes.
+    rows = page.order_by(None).subquery("page")
+    return select(
+        *rows.c, total.scalar_subquery().label("total"), *_unseen_parts(middle=middle)
+    ).order_by(rows.c.created_at.desc(), rows.c.seq.desc())
 
 
 @cache
