@@ -33,8 +33,12 @@ from activityfeed.store.db import Database
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 #: Few instants, two of them a microsecond apart: events pile up on every range edge.
+#: Midnights, and times early and late in a day: a range's partial days are counted on
+#: their shorter side (the day's total less the rest), so both sides are taken.
 INSTANTS = [T0 + timedelta(days=d) for d in (0, 1, 2, 3)] + [
-    T0 + timedelta(days=2, microseconds=-1)
+    T0 + timedelta(days=2, microseconds=-1),
+    T0 + timedelta(days=1, hours=3),
+    T0 + timedelta(days=2, hours=20),
 ]
 NOW = T0 + timedelta(days=5)
 NAMES = ["alpha-run", "Beta gamma", "delta"]

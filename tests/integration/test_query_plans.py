@@ -161,16 +161,25 @@ def test_first_page_uses_the_feed_index(db: Database, world: BenchWorld) -> None
 
 
 @pytest.mark.parametrize("filtered", [False, True], ids=["unfiltered", "by_type"])
+@pytest.mark.parametrize(
+    ("start_hour", "end_hour"),
+    [(3, 20), (15, 9)],
+    ids=["partial_days_by_their_day", "partial_days_walked"],
+)
 def test_the_total_adds_whole_days_from_the_day_rollups(
-    db: Database, world: BenchWorld, filtered: bool
+    db: Database, world: BenchWorld, filtered: bool, start_hour: int, end_hour: int
 ) -> None:
     """``total`` over a range adds its whole days from a rollup by key: unfiltered from
     ``event_day_totals`` (a row a day and owner), filtered by type or action from
     ``event_day_counts`` (a row a day, owner, type and action). On PostgreSQL, once
     settled (autovacuum's work), the unfiltered sum reads the key's index alone: it
-    carries ``n`` (migration 0011)."""
+    carries ``n`` (migration 0011). The partial days at the edges are counted in the
+    feed index on their shorter side: early in the day the start's whole day (from the
+    same rollup) less the hours before it, late in the day the hours after it."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     q = ActivityQuery(
-        start=datetime.now(UTC) - timedelta(days=200),
+        start=today - timedelta(days=200) + timedelta(hours=start_hour, minutes=7),
+        end=today - timedelta(days=2) + timedelta(hours=end_hour, minutes=7),
         resource_types=(ResourceType.MODEL,) if filtered else (),
     )
     bulk.settle(db)

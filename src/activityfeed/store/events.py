@@ -959,6 +959,10 @@ class _TotalShape(NamedTuple):
     has_last: bool  # whole days before ``last_day``
     edge_start: bool  # the partial day [start, first)
     edge_end: bool  # the partial day [last, end)
+    # Each partial day counted on its shorter side: the day's total less the events of
+    # [start_floor, start), or of [end, after_last), when that is the shorter walk.
+    start_by_day: bool
+    end_by_day: bool
 
 
 def _count_visible_in(shape: _TotalShape) -> ColumnElement[Any]:
@@ -966,7 +970,11 @@ def _count_visible_in(shape: _TotalShape) -> ColumnElement[Any]:
 
     Whole UTC days come from ``event_day_counts`` (a row per day, owner, type and
     action) or, unfiltered, ``event_day_totals`` (a row per day and owner); only the
-    partial days at the two edges are counted in the feed index.
+    partial days at the two edges are counted in the feed index, each on its shorter
+    side: [start, first) directly, or as the start's whole day less [start_floor,
+    start) when the start lies in the first half of its day (the default range starts
+    at this moment of the day 30 days ago, so a page early in the UTC day walked most
+    of a day of events: 2,174 index entries, 0.4 ms of PostgreSQL at 1,000,000 events).
     """
 
     def direct(lo: str | None, hi: str | None) -> ColumnElement[Any]:
@@ -983,20 +991,31 @@ def _count_visible_in(shape: _TotalShape) -> ColumnElement[Any]:
     # counts by type and action hold about forty.
     counts = event_day_counts if shape.has_types or shape.has_actions else event_day_totals
     dc = counts.c
-    days = select(func.coalesce(func.sum(dc.n), 0)).where(
+    any_days = select(func.coalesce(func.sum(dc.n), 0)).where(
         dc.workspace_id == _p("ws"),
         dc.private_to.in_([literal(""), _p("viewer")]),
         *_kinds(shape, counts),
     )
+    days = any_days
     if shape.has_first:
         days = days.where(dc.day >= _p("first_day"))
     if shape.has_last:
         days = days.where(dc.day < _p("last_day"))
     total: ColumnElement[Any] = days.scalar_subquery()
+
+    def day(name: str) -> ColumnElement[Any]:
+        return any_days.where(dc.day == _p(name)).scalar_subquery()
+
     if shape.edge_start:
-        total = total + direct("start", "first")
+        if shape.start_by_day:
+            total = total + day("start_day") - direct("start_floor", "start")
+        else:
+            total = total + direct("start", "first")
     if shape.edge_end:
-        total = total + direct("last", "end")
+        if shape.end_by_day:
+            total = total + day("last_day") - direct("end", "after_last")
+        else:
+            total = total + direct("last", "end")
     return total
 
 
@@ -1105,6 +1124,27 @@ def _fast_total_statement(
     if last is not None:
         params["last"] = last
         params["last_day"] = last.strftime("%Y-%m-%d")
+    edge_start = start is not None and first != start
+    edge_end = end is not None and last != end
+    # The partial days' shorter sides (``_count_visible_in``).
+    start_by_day = edge_start and not direct_only and start is not None and start.hour < 12
+    end_by_day = (
+        edge_end
+        and not direct_only
+        and end is not None
+        and last is not None
+        and end.hour >= 12
+        # No day follows 9999-12-31.
+        and last.date() < date.max
+    )
+    if start_by_day:
+        assert start is not None
+        floor = _day_start(start, up=False)
+        params["start_floor"] = floor
+        params["start_day"] = floor.strftime("%Y-%m-%d")
+    if end_by_day:
+        assert last is not None
+        params["after_last"] = last + timedelta(days=1)
     shape = _TotalShape(
         is_archived=q.is_archived,
         side=side,
@@ -1115,8 +1155,10 @@ def _fast_total_statement(
         direct_only=direct_only,
         has_first=first is not None,
         has_last=last is not None,
-        edge_start=start is not None and first != start,
-        edge_end=end is not None and last != end,
+        edge_start=edge_start,
+        edge_end=edge_end,
+        start_by_day=start_by_day,
+        end_by_day=end_by_day,
     )
     return _total_statement(shape)
 
