@@ -341,3 +341,40 @@ def test_a_feed_page_is_two_statements(app, db, clock, triaged):
     assert (page["total"], page["unseenCount"]) == (total, unseen)
     assert [e["id"] for e in page["events"]] == [r.event.id for r in rows]
     assert (marks.archived_seq > marks.seen_seq) is triaged
+
+
+@pytest.mark.parametrize("page_number", [1, 3, 99], ids=["first", "third", "past_the_end"])
+def test_a_sqlite_search_of_common_text_builds_its_match_set_once(
+    app, db, clock, monkeypatch, page_number
+):
+    """On SQLite a search of common text reads its page's keys and its total in one
+    statement over the trigram table (``count(*) OVER ()``): the match set is built
+    once, not once for the keys and again for the count. A page past the last match
+    carries no count, which then takes its own statement. The numbers are those of the
+    standalone count."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite's trigram table")
+    # Every text with a match is "common": read from the feed index, not by key.
+    monkeypatch.setattr(event_store, "FTS_PROBE", 1)
+    alice = make_user(db, clock)
+    team = make_team(db, clock, alice, [])
+    fill(db, clock, team, [alice], 300)
+    browser = Browser(app, alice.email)
+    browser.switch(team.slug)
+    app.state.sealers.get()
+
+    with recording(db) as recorder:
+        page = browser.activity(search="run 1", page=page_number, limit=20)
+
+    over_fts = [s for s in recorder.statements if "events_fts" in s]
+    # The probe of how many match, then the keys with their count (and, past the end,
+    # the count's own probe and count).
+    assert len(over_fts) == (4 if page_number == 99 else 2), over_fts
+    with db.read() as tx:
+        marks = state_store.select_marks(tx, user_id=alice.id, workspace_id=team.id)
+        q = parse_activity_query({"search": ["run 1"]}, now=clock())
+        total = event_store.count_matching(
+            tx, viewer_id=alice.id, workspace_id=team.id, marks=marks, q=q
+        )
+    assert page["total"] == total > 60
+    assert len(page["events"]) == (0 if page_number == 99 else 20)

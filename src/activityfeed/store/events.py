@@ -843,6 +843,42 @@ def select_page(
     read with the viewer's state. ``head_ord``: the workspace's head, if the caller has
     read it already.
     """
+    return select_page_with_total(
+        tx,
+        viewer_id=viewer_id,
+        workspace_id=workspace_id,
+        marks=marks,
+        q=q,
+        limit=limit,
+        offset=offset,
+        after=after,
+        head_ord=head_ord,
+        with_total=False,
+    )[0]
+
+
+def select_page_with_total(
+    tx: Tx,
+    *,
+    viewer_id: str,
+    workspace_id: str,
+    marks: Watermarks,
+    q: ActivityQuery,
+    limit: int,
+    offset: int = 0,
+    after: Cursor | None = None,
+    head_ord: int | None = None,
+    with_total: bool = True,
+) -> tuple[list[Row], int | None]:
+    """``select_page``'s rows and, when the page's own statement can count them too,
+    ``count_matching``'s total; else None (the caller counts).
+
+    It can for a search of common text on SQLite without a cursor: the page's keys and
+    the count each build the text's match set from the trigram table and test the feed
+    index's range against it, hundreds of milliseconds each at 1,000,000 events; the
+    keys with ``count(*) OVER ()`` (every match, before LIMIT and OFFSET) build it once
+    (docs/performance.md, "Thirteenth round"). A page past the last match has no row to
+    carry the count: None."""
     if not q.search:
         if head_ord is None and marks.archived_seq:
             head_ord = select_head(tx, workspace_id)[1]
@@ -856,7 +892,7 @@ def select_page(
             after=after,
             head_ord=head_ord or 0,
         )
-        return _rows(tx, page, params)
+        return _rows(tx, page, params), None
     params = _page_params(viewer_id, workspace_id, marks, q, limit, offset, after)
     matched, by_match = _search(tx, q.search)
     if head_ord is None and marks.archived_seq and not by_match:
@@ -864,11 +900,16 @@ def select_page(
     shape = _shape(q, marks, by_match=by_match, head_ord=head_ord or 0)
     keys = _page_keys(shape, has_after=after is not None, has_offset=bool(offset))
     keys = keys.where(matched)
-    page_seqs = [int(s) for s in tx.conn.execute(keys, params).scalars()]
-    if not page_seqs:
-        return []
-    params["seqs"] = page_seqs
-    return _rows(tx, _viewer_rows("seq"), params)
+    # A rare text's few matches are looked up by key, and counted as cheaply apart.
+    counted = with_total and tx.dialect == "sqlite" and not by_match and after is None
+    if counted:
+        keys = keys.add_columns(func.count().over())
+    found = tx.conn.execute(keys, params).all()
+    total = int(found[0][1]) if counted and found else None
+    if not found:
+        return [], total
+    params["seqs"] = [int(r[0]) for r in found]
+    return _rows(tx, _viewer_rows("seq"), params), total
 
 
 def page_statement(

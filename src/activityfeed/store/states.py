@@ -52,7 +52,7 @@ from activityfeed.store.events import (
     page_statement,
     row_of,
     select_head,
-    select_page,
+    select_page_with_total,
     total_statement,
 )
 from activityfeed.store.schema import (
@@ -675,7 +675,8 @@ def select_page_and_counts(
     ``select_page`` and ``count_total_and_unseen`` give them, in one statement when
     both are one (no text search, a total from whole days): the page's rows each carry
     the two counts (each computed once). An empty page carries nothing: its counts
-    then take a statement of their own."""
+    then take a statement of their own. A search's page counts its matches itself where
+    it can (``events.select_page_with_total``)."""
     counted = (
         None
         if q.search
@@ -684,7 +685,7 @@ def select_page_and_counts(
         )
     )
     if counted is None:
-        rows = select_page(
+        rows, total = select_page_with_total(
             tx,
             viewer_id=viewer_id,
             workspace_id=workspace_id,
@@ -695,6 +696,11 @@ def select_page_and_counts(
             after=after,
             head_ord=head_ord,
         )
+        if total is not None:
+            unseen = count_unseen(
+                tx, user_id=viewer_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
+            )
+            return rows, total, unseen
         total, unseen = count_total_and_unseen(
             tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
         )
