@@ -684,6 +684,8 @@ def select_page_and_counts(
             viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
         )
     )
+    rows: list[Row] = []
+    total: int | None = None
     if counted is None:
         rows, total = select_page_with_total(
             tx,
@@ -696,40 +698,36 @@ def select_page_and_counts(
             after=after,
             head_ord=head_ord,
         )
-        if total is not None:
-            unseen = count_unseen(
-                tx, user_id=viewer_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
-            )
-            return rows, total, unseen
+    else:
+        page, params = page_statement(
+            viewer_id=viewer_id,
+            workspace_id=workspace_id,
+            marks=marks,
+            q=q,
+            limit=limit,
+            offset=offset,
+            after=after,
+            head_ord=head_ord,
+        )
+        total_stmt, total_params = counted
+        # The three share the feed's parameter names, each with the same value.
+        params |= total_params
+        params |= _unseen_params(viewer_id, workspace_id, marks)
+        both = _page_with_counts(page, total_stmt, middle=marks.archived_seq > marks.seen_seq)
+        fetched = tx.fetch(both, params)
+        if fetched:
+            first = fetched[0]
+            unseen = _unseen_from(first[ROW_WIDTH + 1 :], marks, head_ord)
+            return [row_of(r) for r in fetched], int(first[ROW_WIDTH]), unseen
+    if total is None:
         total, unseen = count_total_and_unseen(
             tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
         )
-        return rows, total, unseen
-    page, params = page_statement(
-        viewer_id=viewer_id,
-        workspace_id=workspace_id,
-        marks=marks,
-        q=q,
-        limit=limit,
-        offset=offset,
-        after=after,
-        head_ord=head_ord,
-    )
-    total_stmt, total_params = counted
-    # The three share the feed's parameter names, each with the same value.
-    params |= total_params
-    params |= _unseen_params(viewer_id, workspace_id, marks)
-    both = _page_with_counts(page, total_stmt, middle=marks.archived_seq > marks.seen_seq)
-    fetched = tx.fetch(both, params)
-    if not fetched:
-        total, unseen = count_total_and_unseen(
-            tx, viewer_id=viewer_id, workspace_id=workspace_id, marks=marks, q=q, head_ord=head_ord
+    else:
+        unseen = count_unseen(
+            tx, user_id=viewer_id, workspace_id=workspace_id, marks=marks, head_ord=head_ord
         )
-        return [], total, unseen
-    first = fetched[0]
-    total = int(first[ROW_WIDTH])
-    unseen = _unseen_from(first[ROW_WIDTH + 1 :], marks, head_ord)
-    return [row_of(r) for r in fetched], total, unseen
+    return rows, total, unseen
 
 
 @cache
