@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy import create_engine, event, exc, literal_column, make_url, select, text
 
 from activityfeed.config import Settings
 from activityfeed.domain.events import Action, ResourceType
@@ -354,3 +354,14 @@ def test_numbered_placeholders_follow_psycopg() -> None:
     query, order = db_module._numbered(sql)
     assert query == b"SELECT $1, $2 || '%', $1 WHERE x LIKE 'p%' AND y = $3"
     assert order == ("a", "b", "c")
+
+
+def test_a_statement_without_parameters_runs_on_the_driver(db: Database) -> None:
+    """No placeholders, no parameters: an empty sequence for psycopg's raw cursor (it
+    refuses a mapping), the empty mapping for SQLite's."""
+    stmt = select(literal_column("1").label("one"))
+    with db.read() as tx, sqlalchemy_executions(db) as seen:
+        rows = tx.fetch(stmt, {})
+    assert seen == [], seen
+    assert [tuple(r) for r in rows] == [(1,)]
+    assert rows[0].one == 1

@@ -135,7 +135,7 @@ class _Compiled:
         dbapi_conn = conn.connection.dbapi_connection
         cur = self.cursor(conn.connection.driver_connection)
         try:
-            cur.execute(self.query, [args[n] for n in self.order] if self.order else args)
+            cur.execute(self.query, args if self.order is None else [args[n] for n in self.order])
             fetched = cur.fetchall()
         except conn.dialect.loaded_dbapi.Error as err:
             if not conn.dialect.is_disconnect(err, dbapi_conn, cur):
